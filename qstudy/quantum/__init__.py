@@ -1,0 +1,14 @@
+"""Circuits of qstudy: one Qiskit builder per circuit (the source of truth), Qiskit Aer
+for reference simulation, and batched torch statevector simulators for the hot path.
+
+Depends on torch and qiskit only (never ray, mlflow, deepspeed or transformers).
+"""
+
+from qstudy.quantum._circuits import cnot_ring_pairs
+from qstudy.quantum._optimizer_circuit import optimizer_circuit, optimizer_response
+
+__all__ = [
+    "cnot_ring_pairs",
+    "optimizer_circuit",
+    "optimizer_response",
+]
