@@ -1,0 +1,75 @@
+"""The optimizer's response circuit: torch statevector vs Qiskit Aer, depth 0 vs sin."""
+
+import math
+
+import pytest
+import torch
+
+from qstudy.quantum import cnot_ring_pairs, optimizer_circuit, optimizer_response
+
+
+def _aer_expect_x(n_qubits, depth, points):
+    from qiskit import transpile
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+    from qiskit_aer import AerSimulator
+
+    circuit, x = optimizer_circuit(n_qubits, depth)
+    sim = AerSimulator(method="statevector")
+    bound = []
+    for row in points.tolist():
+        c = circuit.assign_parameters(dict(zip(x, row)))
+        c.save_statevector()
+        bound.append(c)
+    result = sim.run(transpile(bound, sim)).result()
+    out = []
+    for i in range(len(bound)):
+        state = Statevector(result.get_statevector(i))
+        # Pauli labels are little-endian: character n-1-q acts on qubit q.
+        out.append(
+            [state.expectation_value(SparsePauliOp("I" * (n_qubits - 1 - q) + "X" + "I" * q)).real for q in range(n_qubits)]
+        )
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("n_qubits", range(1, 7))
+@pytest.mark.parametrize("depth", range(0, 4))
+def test_torch_statevector_equals_aer(n_qubits, depth):
+    gen = torch.Generator().manual_seed(n_qubits * 10 + depth)
+    points = torch.rand(4, n_qubits, generator=gen, dtype=torch.float64) * 8 - 4
+    torch.testing.assert_close(optimizer_response(points, depth), _aer_expect_x(n_qubits, depth, points), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_qubits", [1, 2, 5])
+def test_depth_zero_is_sin(n_qubits):
+    x = torch.linspace(-3, 3, 60 * n_qubits, dtype=torch.float64).view(-1, n_qubits)
+    torch.testing.assert_close(optimizer_response(x, 0), torch.sin(math.pi * x), rtol=0, atol=1e-12)
+
+
+def test_batched_shapes_and_float32():
+    x = torch.rand(3, 5, 4)
+    out = optimizer_response(x, 2)
+    assert out.shape == (3, 5, 4) and out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), optimizer_response(x.double(), 2), rtol=0, atol=1e-5)
+
+
+def test_circuit_structure():
+    circuit, x = optimizer_circuit(3, 2)
+    ops = circuit.count_ops()
+    assert (ops["ry"], ops["rz"], ops["cx"]) == (3 + 2 * 3, 2 * 3, 2 * 3)
+    assert len(x) == 3 and set(circuit.parameters) == set(x)
+    assert cnot_ring_pairs(1) == [] and cnot_ring_pairs(2) == [(0, 1)]
+    assert cnot_ring_pairs(4) == [(0, 1), (1, 2), (2, 3), (3, 0)]
+
+
+@pytest.mark.parametrize(
+    "n_qubits,depth,message",
+    [
+        (0, 1, "n_qubits must be an integer in [1, 20], got 0"),
+        (21, 1, "n_qubits must be an integer in [1, 20], got 21"),
+        (2, -1, "depth must be an integer >= 0, got -1"),
+    ],
+)
+def test_bad_circuit_arguments(n_qubits, depth, message):
+    with pytest.raises(ValueError) as err:
+        optimizer_circuit(n_qubits, depth)
+    assert str(err.value) == message
