@@ -1,0 +1,288 @@
+"""Models of a trial: the quantum attention of DESIGN §3 installed into HuggingFace Llama.
+
+The layer is registered in transformers' ``AttentionInterface`` under the name
+``qstudy_quantum`` (no copy of Llama's modeling code): every attention module chosen by
+`install_quantum_attention` gets real ``nn.Parameter``s — angles ``quantum_a``,
+``quantum_b`` [depth, n_qubits] and a gate ``quantum_gate`` [heads] initialised to 0 —
+so DeepSpeed, the optimizer and checkpoints see them; other layers run torch's SDPA.
+The options live in ``config.quantum_attention`` and travel with ``save_pretrained``;
+`load_quantum_llama` rebuilds the layer before the weights are loaded.
+
+transformers is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from qstudy.quantum import quantum_attention, response_series
+from qstudy.quantum._attention_circuit import check_circuit_size, check_simulator
+
+__all__ = [
+    "QUANTUM_ATTENTION",
+    "QuantumAttentionOptions",
+    "install_quantum_attention",
+    "load_quantum_llama",
+    "quantum_attention_modules",
+    "register_quantum_attention",
+]
+
+logger = logging.getLogger(__name__)
+
+QUANTUM_ATTENTION = "qstudy_quantum"
+"""The name of the layer in transformers' AttentionInterface and ``config._attn_implementation``."""
+
+_CONFIG_KEY = "quantum_attention"
+
+
+# ============================================================================ options
+@dataclasses.dataclass(frozen=True)
+class QuantumAttentionOptions:
+    """The quantum attention's settings, as stored in ``config.quantum_attention``."""
+
+    n_qubits: int = 4  # register size, 1..12 (paper: 4)
+    depth: int = 2  # circuit layers, >= 1 (paper: 2)
+    simulator: str = "torch"  # "torch" (batched statevector, autograd) or "aer" (Qiskit Aer, shift rule)
+    layers: tuple[int, ...] | None = None  # decoder layers that get the circuit; None = all
+    seed: int = 0  # seeds the initial angles a, b
+    compile: bool = False  # torch.compile the attention function (eager fallback if it fails)
+
+    def __post_init__(self) -> None:
+        check_circuit_size(self.n_qubits, self.depth)
+        check_simulator(self.simulator)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got seed={self.seed!r}")
+        if self.layers is not None:
+            layers = tuple(self.layers)
+            if not layers or any(isinstance(i, bool) or not isinstance(i, int) for i in layers):
+                raise ValueError(f"layers must be None (all) or a non-empty list of layer indices, got layers={self.layers!r}")
+            object.__setattr__(self, "layers", tuple(sorted(set(layers))))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["layers"] = None if self.layers is None else list(self.layers)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> QuantumAttentionOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown quantum_attention options {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+# ============================================================================ the layer
+@functools.cache
+def register_quantum_attention() -> None:
+    """Registers ``qstudy_quantum`` in transformers' attention and mask interfaces (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(QUANTUM_ATTENTION, _quantum_attention_forward)
+    # SDPA's boolean masks (None for a plain causal mask): the non-quantum layers run SDPA.
+    AttentionMaskInterface.register(QUANTUM_ATTENTION, sdpa_mask)
+
+
+def _quantum_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,  # [b, heads, q_len, d_head]
+    key: torch.Tensor,  # [b, kv_heads, k_len, d_head]
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,  # bool [b, 1, q_len, k_len], True attends; or None
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """The ``AttentionInterface`` function: logit = s + γ_h·Φ(s) where the layer has a circuit."""
+    if not hasattr(module, "quantum_gate"):
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    options: QuantumAttentionOptions = module.quantum_options
+    series, omega = _module_series(module, options.simulator)
+    # Same causal rule as transformers' SDPA path: a None mask means "plain causal".
+    is_causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    is_causal = bool(query.shape[2] > 1 and attention_mask is None and is_causal)
+    attend = _compiled_attention() if options.compile else quantum_attention
+    args = (query, key, value, series, omega, module.quantum_gate, attention_mask, is_causal, scaling, dropout)
+    try:
+        out = attend(*args)
+    except Exception as error:  # a compile failure must not stop a trial: fall back to eager
+        if attend is quantum_attention:
+            raise
+        logger.warning("torch.compile of the quantum attention failed (%s); running it eagerly", error)
+        _COMPILE_STATE["failed"] = True
+        out = quantum_attention(*args)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _module_series(module: nn.Module, simulator: str) -> tuple[torch.Tensor, float]:
+    """Φ's series for one layer: simulated once per forward, or cached while the angles don't change
+    and no gradient is needed (e.g. every decoding step of ``generate``)."""
+    a, b = module.quantum_a, module.quantum_b
+    needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if needs_grad:
+        return response_series(a, b, simulator)
+    stamp = (a.data_ptr(), b.data_ptr(), a._version, b._version, simulator)
+    cached = getattr(module, "_quantum_series_cache", None)
+    if cached is None or cached[0] != stamp:
+        with torch.no_grad():
+            cached = (stamp, response_series(a, b, simulator))
+        module._quantum_series_cache = cached
+    return cached[1]
+
+
+_COMPILE_STATE: dict[str, Any] = {"failed": False, "function": None}
+
+
+def _compiled_attention():
+    """``torch.compile`` of `quantum_attention`, built once; eager after a failure."""
+    if _COMPILE_STATE["failed"]:
+        return quantum_attention
+    if _COMPILE_STATE["function"] is None:
+        _COMPILE_STATE["function"] = torch.compile(quantum_attention)
+    return _COMPILE_STATE["function"]
+
+
+# ============================================================================ install
+def quantum_attention_modules(model: nn.Module) -> dict[int, nn.Module]:
+    """The decoder's attention modules by layer index (modules with ``layer_idx`` and ``o_proj``)."""
+    found = {}
+    for module in model.modules():
+        if hasattr(module, "layer_idx") and hasattr(module, "o_proj") and hasattr(module, "num_key_value_groups"):
+            found[int(module.layer_idx)] = module
+    if not found:
+        raise ValueError(f"found no Llama-style attention modules in {type(model).__name__}")
+    return dict(sorted(found.items()))
+
+
+def install_quantum_attention(
+    model: nn.Module,
+    n_qubits: int = 4,
+    depth: int = 2,
+    simulator: str = "torch",
+    layers: Sequence[int] | None = None,
+    seed: int = 0,
+    compile: bool = False,
+) -> nn.Module:
+    """Installs the quantum attention of DESIGN §3 into a HuggingFace Llama, in place.
+
+    In each chosen layer, for every scaled score s = q·k/√d_head (before the mask):
+    logit = s + γ_h·Φ(s), Φ the response of an (n_qubits, depth) circuit with trainable
+    angles a, b. γ starts at 0, so the model's outputs are unchanged at installation.
+
+    Args:
+        model: A transformers Llama (``LlamaForCausalLM``, ``LlamaModel``, ...).
+        n_qubits: Register size, 1..12.
+        depth: Circuit layers, >= 1.
+        simulator: ``"torch"`` or ``"aer"``.
+        layers: Decoder layer indices that get the circuit; None means all.
+        seed: Seeds a, b ~ U(-π, π) (layer i's values do not depend on ``layers``).
+        compile: ``torch.compile`` the attention function (falls back to eager on failure).
+
+    Returns:
+        The same model, with ``config._attn_implementation == "qstudy_quantum"`` and
+        ``config.quantum_attention`` holding the options.
+
+    Raises:
+        ValueError: An option out of range, a layer index that does not exist, or a
+            model that already has the quantum attention.
+    """
+    options = QuantumAttentionOptions(
+        n_qubits=n_qubits, depth=depth, simulator=simulator,
+        layers=None if layers is None else tuple(layers), seed=seed, compile=compile,
+    )
+    modules = quantum_attention_modules(model)
+    if any(hasattr(m, "quantum_gate") for m in modules.values()):
+        raise ValueError("the model already has the quantum attention installed")
+    _add_quantum_parameters(modules, options)
+    register_quantum_attention()
+    config = model.config
+    setattr(config, _CONFIG_KEY, options.to_dict())
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(QUANTUM_ATTENTION)
+    else:
+        config._attn_implementation = QUANTUM_ATTENTION
+    return model
+
+
+def _add_quantum_parameters(modules: dict[int, nn.Module], options: QuantumAttentionOptions) -> None:
+    chosen = list(modules) if options.layers is None else list(options.layers)
+    missing = [i for i in chosen if i not in modules]
+    if missing:
+        raise ValueError(
+            f"layers must be indices in [0, {max(modules)}], got layers={list(options.layers)} "
+            f"(no layer {missing[0]})"
+        )
+    generator = torch.Generator().manual_seed(options.seed)
+    shape = (options.depth, options.n_qubits)
+    for index, module in modules.items():  # draw for every layer, so a layer's angles ignore `layers`
+        a = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * torch.pi
+        b = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * torch.pi
+        if index not in chosen:
+            continue
+        weight = module.o_proj.weight
+        heads = module.config.num_attention_heads
+        device = weight.device  # "meta" inside from_pretrained: the checkpoint fills the values
+        module.quantum_a = nn.Parameter(a.to(device=device, dtype=weight.dtype))
+        module.quantum_b = nn.Parameter(b.to(device=device, dtype=weight.dtype))
+        module.quantum_gate = nn.Parameter(torch.zeros(heads, device=device, dtype=weight.dtype))
+        module.quantum_options = options
+
+
+# ============================================================================ save / load
+def load_quantum_llama(path: str | Path, **from_pretrained_kwargs: Any) -> nn.Module:
+    """Loads a causal LM saved with ``save_pretrained`` after `install_quantum_attention`.
+
+    The quantum parameters are created from ``config.quantum_attention`` before the
+    weights are read, so their trained values (a, b, γ) come back with the rest.
+
+    Args:
+        path: A directory written by ``save_pretrained``.
+        **from_pretrained_kwargs: Passed to ``from_pretrained`` (``dtype``, ``device_map``, ...).
+
+    Raises:
+        ValueError: The checkpoint has no ``quantum_attention`` in its config.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(path)
+    values = getattr(config, _CONFIG_KEY, None)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: config.json has no '{_CONFIG_KEY}' entry; it was not saved with the quantum attention")
+    options = QuantumAttentionOptions.from_dict(values)
+    register_quantum_attention()
+    base = AutoModelForCausalLM._model_mapping[type(config)]
+    model = _with_quantum_init(base).from_pretrained(
+        path, config=config, attn_implementation=QUANTUM_ATTENTION, **from_pretrained_kwargs
+    )
+    model.__class__ = base  # the subclass only hooks __init__; save_pretrained names the base class
+    for module in quantum_attention_modules(model).values():
+        if hasattr(module, "quantum_gate"):
+            module.quantum_options = options
+    return model
+
+
+@functools.cache
+def _with_quantum_init(base: type) -> type:
+    """``base`` whose ``__init__`` adds the quantum parameters named by ``config.quantum_attention``."""
+
+    def __init__(self, config, *args, **kwargs):
+        base.__init__(self, config, *args, **kwargs)
+        options = QuantumAttentionOptions.from_dict(getattr(config, _CONFIG_KEY))
+        _add_quantum_parameters(quantum_attention_modules(self), options)
+
+    return type(base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__})
+

@@ -1,0 +1,265 @@
+"""The quantum attention installed into HuggingFace Llama (DESIGN §3)."""
+
+import copy
+
+import pytest
+import torch
+
+from qstudy.models import QUANTUM_ATTENTION, install_quantum_attention, load_quantum_llama, quantum_attention_modules
+from qstudy.quantum import attention_response, quantum_attention, response_series
+
+transformers = pytest.importorskip("transformers")
+VOCAB = 97
+
+
+def _llama(attn="sdpa", kv_heads=2, layers=2, seed=0):
+    config = transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
+    )
+    torch.manual_seed(seed)
+    model = transformers.LlamaForCausalLM(config)
+    model.set_attn_implementation(attn)
+    return model.eval()
+
+
+def _batch(seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (3, 10), generator=generator)
+    mask = torch.ones(3, 10, dtype=torch.long)
+    mask[1, :3] = 0  # left padding
+    mask[2, 7:] = 0  # right padding
+    return ids, mask
+
+
+def _set_gates(model, value=0.7):
+    with torch.no_grad():
+        for module in quantum_attention_modules(model).values():
+            if hasattr(module, "quantum_gate"):
+                module.quantum_gate.copy_(torch.linspace(-value, value, module.quantum_gate.numel()))
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_logits_equal_stock_llama_at_init(attn, kv_heads):
+    stock = _llama(attn, kv_heads)
+    quantum = install_quantum_attention(copy.deepcopy(stock))
+    assert quantum.config._attn_implementation == QUANTUM_ATTENTION
+    ids, mask = _batch()
+    with torch.no_grad():
+        for kwargs in ({"attention_mask": mask}, {}):
+            expected, got = stock(ids, **kwargs).logits, quantum(ids, **kwargs).logits
+            keep = kwargs.get("attention_mask", torch.ones_like(ids)).bool()
+            assert torch.isfinite(got).all()
+            assert (got - expected)[keep].abs().max() < 1e-5
+
+
+def test_parameters_are_real_seeded_and_gates_start_at_zero():
+    model = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=5)
+    names = {name: p for name, p in model.named_parameters() if "quantum" in name}
+    assert sorted(names) == sorted(
+        f"model.layers.{i}.self_attn.quantum_{v}" for i in range(2) for v in ("a", "b", "gate")
+    )
+    assert names["model.layers.0.self_attn.quantum_a"].shape == (2, 3)
+    assert names["model.layers.1.self_attn.quantum_gate"].tolist() == [0.0] * 4
+    again = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=5)
+    torch.testing.assert_close(again.model.layers[1].self_attn.quantum_b, names["model.layers.1.self_attn.quantum_b"])
+    other = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=6)
+    assert not torch.equal(other.model.layers[1].self_attn.quantum_b, names["model.layers.1.self_attn.quantum_b"])
+    only_one = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=5, layers=[1])
+    assert not hasattr(only_one.model.layers[0].self_attn, "quantum_a")
+    torch.testing.assert_close(only_one.model.layers[1].self_attn.quantum_a, names["model.layers.1.self_attn.quantum_a"])
+
+
+def test_quantum_attention_matches_reference_with_gqa_and_mask():
+    torch.manual_seed(0)
+    query, key, value = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
+    a, b = torch.randn(2, 3), torch.randn(2, 3)
+    gate = torch.tensor([0.5, -1.0, 0.3, 2.0])
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool).tril()
+    mask[1, :, 2:, :2] = False  # padding-like holes; every row keeps its diagonal
+    series, omega = response_series(a, b)
+    got = quantum_attention(query, key, value, series, omega, gate, attn_mask=mask, scale=0.3)
+    k, v = key.repeat_interleave(2, dim=1), value.repeat_interleave(2, dim=1)
+    scores = query @ k.transpose(-1, -2) * 0.3
+    logits = scores + gate.view(4, 1, 1) * attention_response(scores, a, b)
+    expected = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1) @ v
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    causal = quantum_attention(query, key, value, series, omega, gate, is_causal=True, scale=0.3)
+    tril = torch.ones(5, 5, dtype=torch.bool).tril()
+    torch.testing.assert_close(causal, quantum_attention(query, key, value, series, omega, gate, attn_mask=tril, scale=0.3))
+    assert (causal - got)[1].abs().max() > 1e-3  # the holes in batch 1's mask mattered
+
+
+def test_masked_positions_stay_masked_with_open_gates():
+    model = install_quantum_attention(_llama())
+    _set_gates(model)
+    ids, mask = _batch()
+    changed = ids.clone()
+    changed[1, :3] = (changed[1, :3] + 5) % VOCAB  # padded tokens
+    changed[0, 8:] = (changed[0, 8:] + 5) % VOCAB  # future tokens of positions < 8
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask).logits
+        other = model(changed, attention_mask=mask).logits
+    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(other[1, 3:], logits[1, 3:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(other[0, :8], logits[0, :8], atol=1e-5, rtol=0)
+    assert (other[0, 8:] - logits[0, 8:]).abs().max() > 1e-3  # the change was seen where allowed
+
+
+def test_gate_changes_outputs():
+    model = install_quantum_attention(_llama())
+    ids, _ = _batch()
+    with torch.no_grad():
+        before = model(ids).logits
+        _set_gates(model)
+        after = model(ids).logits
+    assert (after - before).abs().max() > 1e-3
+
+
+def test_generate_with_kv_cache_matches_full_forward():
+    model = install_quantum_attention(_llama(kv_heads=2))
+    _set_gates(model)
+    ids, mask = _batch()
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask).logits
+        prefill = model(ids[:, :6], attention_mask=mask[:, :6], use_cache=True)
+        cache, steps = prefill.cache, [prefill.logits]
+        for position in range(6, 10):
+            out = model(ids[:, position : position + 1], attention_mask=mask[:, : position + 1], cache=cache, use_cache=True)
+            cache = out.cache
+            steps.append(out.logits)
+        incremental = torch.cat(steps, dim=1)
+        keep = mask.bool()
+        assert (incremental - full)[keep].abs().max() < 1e-4
+        generated = model.generate(ids[:1, :5], max_new_tokens=6, do_sample=False)
+        no_cache = model.generate(ids[:1, :5], max_new_tokens=6, do_sample=False, use_cache=False)
+    assert generated.shape == (1, 11)
+    assert torch.equal(generated, no_cache)
+
+
+@pytest.mark.parametrize("simulator", ["torch", "aer"])
+def test_training_moves_gate_and_angles(simulator):
+    model = install_quantum_attention(_llama(), simulator=simulator)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids, mask = _batch()
+    attention = model.model.layers[0].self_attn
+    a0, b0 = attention.quantum_a.detach().clone(), attention.quantum_b.detach().clone()
+    for step in range(2):
+        optimizer.zero_grad()
+        model(ids, attention_mask=mask, labels=ids).loss.backward()
+        if step == 0:
+            assert attention.quantum_gate.grad.abs().min() > 0
+        else:  # γ ≠ 0 now, so the circuit angles get gradients
+            assert attention.quantum_a.grad.abs().max() > 0 and attention.quantum_b.grad.abs().max() > 0
+        optimizer.step()
+    assert attention.quantum_gate.detach().abs().min() > 0
+    assert not torch.equal(attention.quantum_a.detach(), a0) and not torch.equal(attention.quantum_b.detach(), b0)
+
+
+def test_aer_and_torch_simulators_give_the_same_gradients():
+    grads = {}
+    for simulator in ("torch", "aer"):
+        model = install_quantum_attention(_llama(), simulator=simulator)
+        _set_gates(model)
+        ids, mask = _batch()
+        model(ids, attention_mask=mask, labels=ids).loss.backward()
+        attention = model.model.layers[1].self_attn
+        grads[simulator] = torch.cat([attention.quantum_a.grad.flatten(), attention.quantum_b.grad.flatten()])
+    assert grads["torch"].abs().max() > 0
+    torch.testing.assert_close(grads["aer"], grads["torch"], atol=1e-6, rtol=1e-4)
+
+
+def test_save_and_load_keep_the_layer_and_its_values(tmp_path):
+    model = install_quantum_attention(_llama(), n_qubits=3, depth=1, layers=[1], seed=4)
+    _set_gates(model)
+    with torch.no_grad():
+        model.model.layers[1].self_attn.quantum_a.add_(0.25)
+    ids, mask = _batch()
+    with torch.no_grad():
+        expected = model(ids, attention_mask=mask).logits
+    model.save_pretrained(tmp_path)
+    loaded = load_quantum_llama(tmp_path).eval()
+    assert type(loaded) is transformers.LlamaForCausalLM
+    assert loaded.config._attn_implementation == QUANTUM_ATTENTION
+    assert loaded.config.quantum_attention["layers"] == [1]
+    assert not hasattr(loaded.model.layers[0].self_attn, "quantum_a")
+    for name in ("quantum_a", "quantum_b", "quantum_gate"):
+        torch.testing.assert_close(getattr(loaded.model.layers[1].self_attn, name), getattr(model.model.layers[1].self_attn, name))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, expected, atol=1e-6, rtol=0)
+
+
+def test_load_refuses_a_checkpoint_without_the_layer(tmp_path):
+    _llama().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="has no 'quantum_attention' entry"):
+        load_quantum_llama(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"n_qubits": 0}, "n_qubits must be an integer in [1, 12], got n_qubits=0"),
+        ({"n_qubits": 13}, "n_qubits must be an integer in [1, 12], got n_qubits=13"),
+        ({"depth": 0}, "depth must be an integer >= 1, got depth=0"),
+        ({"simulator": "qpu"}, "simulator must be one of ['torch', 'aer'], got simulator='qpu'"),
+        ({"layers": [0, 5]}, "layers must be indices in [0, 1], got layers=[0, 5]"),
+        ({"layers": []}, "layers must be None (all) or a non-empty list of layer indices, got layers=()"),
+    ],
+)
+def test_bad_options_name_argument_value_and_range(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        install_quantum_attention(_llama(), **kwargs)
+    assert message in str(error.value)
+
+
+def test_installing_twice_is_refused():
+    model = install_quantum_attention(_llama())
+    with pytest.raises(ValueError, match="already has the quantum attention"):
+        install_quantum_attention(model)
+
+
+def _with_compile(model):
+    for module in model.modules():
+        if hasattr(module, "quantum_options"):
+            module.quantum_options = type(module.quantum_options)(compile=True)
+    return model
+
+
+def test_compiled_attention_equals_eager(monkeypatch):
+    import qstudy.models as models
+
+    monkeypatch.setitem(models._COMPILE_STATE, "function", None)
+    monkeypatch.setitem(models._COMPILE_STATE, "failed", False)
+    eager = install_quantum_attention(_llama())
+    _set_gates(eager)
+    compiled = _with_compile(copy.deepcopy(eager))
+    ids, mask = _batch()
+    results = []
+    for model in (eager, compiled):
+        out = model(ids, attention_mask=mask, labels=ids)
+        out.loss.backward()
+        results.append((out.logits.detach(), model.model.layers[0].self_attn.quantum_a.grad))
+    assert models._COMPILE_STATE["function"] is not None and not models._COMPILE_STATE["failed"]
+    torch.testing.assert_close(results[1][0], results[0][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(results[1][1], results[0][1], atol=1e-6, rtol=1e-4)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
+    import qstudy.models as models
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setitem(models._COMPILE_STATE, "function", broken)
+    monkeypatch.setitem(models._COMPILE_STATE, "failed", False)
+    model = install_quantum_attention(_llama())
+    _set_gates(model)
+    ids, mask = _batch()
+    with torch.no_grad():
+        expected = model(ids, attention_mask=mask).logits
+        got = _with_compile(model)(ids, attention_mask=mask).logits
+    torch.testing.assert_close(got, expected)
+    assert models._COMPILE_STATE["failed"]
+    assert "no C++ compiler" in caplog.text
