@@ -42,7 +42,7 @@ def _variants(seq_len: int, names: list[str]):
         model = copy.deepcopy(base)
         if name != "sdpa":
             simulator = "aer" if name.startswith("aer") else "torch"
-            install_quantum_attention(model, n_qubits=4, depth=2, simulator=simulator, compile=name.endswith("compiled"))
+            install_quantum_attention(model, n_qubits=4, circuit_depth=2, simulator=simulator, compile=name.endswith("compiled"))
             with torch.no_grad():  # a non-zero gate, as after some training (Φ is then really in the graph)
                 for module in model.modules():
                     if hasattr(module, "quantum_gate"):

@@ -3,7 +3,7 @@
 The layer is registered in transformers' ``AttentionInterface`` under the name
 ``qstudy_quantum`` (no copy of Llama's modeling code): every attention module chosen by
 `install_quantum_attention` gets real ``nn.Parameter``s — angles ``quantum_a``,
-``quantum_b`` [depth, n_qubits] and a gate ``quantum_gate`` [heads] initialised to 0 —
+``quantum_b`` [circuit_depth, n_qubits] and a gate ``quantum_gate`` [heads] initialised to 0 —
 so DeepSpeed, the optimizer and checkpoints see them; other layers run torch's SDPA.
 The options live in ``config.quantum_attention`` and travel with ``save_pretrained``;
 `load_quantum_llama` rebuilds the layer before the weights are loaded.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,11 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from qstudy._llama_presets import LLAMA_PRESETS, llama_config_kwargs
 from qstudy.quantum import quantum_attention, response_series
 from qstudy.quantum._attention_circuit import check_circuit_size, check_simulator
 
 __all__ = [
+    "LLAMA_PRESETS",
     "QUANTUM_ATTENTION",
+    "build_model",
     "QuantumAttentionOptions",
     "install_quantum_attention",
     "load_quantum_llama",
@@ -49,14 +53,14 @@ class QuantumAttentionOptions:
     """The quantum attention's settings, as stored in ``config.quantum_attention``."""
 
     n_qubits: int = 4  # register size, 1..12 (paper: 4)
-    depth: int = 2  # circuit layers, >= 1 (paper: 2)
+    circuit_depth: int = 2  # circuit layers, >= 1 (paper: 2)
     simulator: str = "torch"  # "torch" (batched statevector, autograd) or "aer" (Qiskit Aer, shift rule)
     layers: tuple[int, ...] | None = None  # decoder layers that get the circuit; None = all
     seed: int = 0  # seeds the initial angles a, b
     compile: bool = False  # torch.compile the attention function (eager fallback if it fails)
 
     def __post_init__(self) -> None:
-        check_circuit_size(self.n_qubits, self.depth)
+        check_circuit_size(self.n_qubits, self.circuit_depth, "circuit_depth")
         check_simulator(self.simulator)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got seed={self.seed!r}")
@@ -171,7 +175,7 @@ def quantum_attention_modules(model: nn.Module) -> dict[int, nn.Module]:
 def install_quantum_attention(
     model: nn.Module,
     n_qubits: int = 4,
-    depth: int = 2,
+    circuit_depth: int = 2,
     simulator: str = "torch",
     layers: Sequence[int] | None = None,
     seed: int = 0,
@@ -180,13 +184,13 @@ def install_quantum_attention(
     """Installs the quantum attention of DESIGN §3 into a HuggingFace Llama, in place.
 
     In each chosen layer, for every scaled score s = q·k/√d_head (before the mask):
-    logit = s + γ_h·Φ(s), Φ the response of an (n_qubits, depth) circuit with trainable
+    logit = s + γ_h·Φ(s), Φ the response of an (n_qubits, circuit_depth) circuit with trainable
     angles a, b. γ starts at 0, so the model's outputs are unchanged at installation.
 
     Args:
         model: A transformers Llama (``LlamaForCausalLM``, ``LlamaModel``, ...).
         n_qubits: Register size, 1..12.
-        depth: Circuit layers, >= 1.
+        circuit_depth: Circuit layers, >= 1 (the ``depth`` of ``attention_circuit``).
         simulator: ``"torch"`` or ``"aer"``.
         layers: Decoder layer indices that get the circuit; None means all.
         seed: Seeds a, b ~ U(-π, π) (layer i's values do not depend on ``layers``).
@@ -201,7 +205,7 @@ def install_quantum_attention(
             model that already has the quantum attention.
     """
     options = QuantumAttentionOptions(
-        n_qubits=n_qubits, depth=depth, simulator=simulator,
+        n_qubits=n_qubits, circuit_depth=circuit_depth, simulator=simulator,
         layers=None if layers is None else tuple(layers), seed=seed, compile=compile,
     )
     modules = quantum_attention_modules(model)
@@ -227,7 +231,7 @@ def _add_quantum_parameters(modules: dict[int, nn.Module], options: QuantumAtten
             f"(no layer {missing[0]})"
         )
     generator = torch.Generator().manual_seed(options.seed)
-    shape = (options.depth, options.n_qubits)
+    shape = (options.circuit_depth, options.n_qubits)
     for index, module in modules.items():  # draw for every layer, so a layer's angles ignore `layers`
         a = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * torch.pi
         b = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * torch.pi
@@ -286,3 +290,48 @@ def _with_quantum_init(base: type) -> type:
 
     return type(base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__})
 
+
+# ============================================================================ presets, checkpoints
+def build_model(trial, task) -> nn.Module:
+    """The trial's model: a preset (random init, seeded by the caller) or a local
+    checkpoint (``model.path``, offline), with the quantum attention installed per
+    ``trial.quantum``.
+
+    Args:
+        trial: a ``qstudy.config.TrialConfig``.
+        task: the trial's ``Task`` (tokenizer sizes, classification labels).
+    """
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    spec, quantum = trial.model, trial.quantum
+    if spec.path is not None:
+        has_quantum = _CONFIG_KEY in json.loads((Path(spec.path) / "config.json").read_text())
+        if has_quantum:
+            model = load_quantum_llama(spec.path, local_files_only=True)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(spec.path, local_files_only=True, attn_implementation="sdpa")
+        if spec.num_hidden_layers is not None:
+            raise ValueError("model.num_hidden_layers applies to presets, not to a checkpoint loaded from model.path")
+    else:
+        kwargs = llama_config_kwargs(spec.preset)
+        if spec.preset == "llama-tiny":
+            kwargs["vocab_size"] = task.vocab_size
+        if spec.num_hidden_layers is not None:
+            kwargs["num_hidden_layers"] = spec.num_hidden_layers
+        kwargs.update(pad_token_id=task.pad_token_id, bos_token_id=task.bos_token_id, eos_token_id=task.eos_token_id)
+        if task.kind == "classification":
+            config = LlamaConfig(**kwargs, num_labels=task.num_labels, attn_implementation="sdpa")
+            model = LlamaForSequenceClassification(config)
+        else:
+            model = LlamaForCausalLM(LlamaConfig(**kwargs, attn_implementation="sdpa"))
+    if quantum.enabled and not any(hasattr(m, "quantum_gate") for m in quantum_attention_modules(model).values()):
+        install_quantum_attention(
+            model,
+            n_qubits=quantum.n_qubits,
+            circuit_depth=quantum.circuit_depth,
+            simulator=quantum.simulator,
+            layers=quantum.layers,
+            seed=quantum.seed,
+            compile=quantum.compile,
+        )
+    return model

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from qstudy.quantum._circuits import cnot_ring_pairs
+from qstudy.quantum._statevector import apply_cnot_ring, apply_single_qubit
 
 __all__ = ["MAX_QUBITS", "SIMULATORS", "attention_circuit", "check_angles", "check_circuit_size"]
 
@@ -25,12 +26,12 @@ SIMULATORS = ("torch", "aer")
 
 
 # ----------------------------------------------------------------------------- checks
-def check_circuit_size(n_qubits: int, depth: int) -> None:
+def check_circuit_size(n_qubits: int, depth: int, depth_name: str = "depth") -> None:
     """Raises ValueError naming the argument, value and allowed range."""
     if isinstance(n_qubits, bool) or not isinstance(n_qubits, int) or not 1 <= n_qubits <= MAX_QUBITS:
         raise ValueError(f"n_qubits must be an integer in [1, {MAX_QUBITS}], got n_qubits={n_qubits!r}")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got depth={depth!r}")
+        raise ValueError(f"{depth_name} must be an integer >= 1, got {depth_name}={depth!r}")
 
 
 def check_simulator(simulator: str) -> None:
@@ -197,28 +198,6 @@ def _aer_samples(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torc
 
 
 # ----------------------------------------------------------------------------- torch
-def _apply_single(state: torch.Tensor, q: int, n_qubits: int, u00, u01, u10, u11) -> torch.Tensor:
-    """Applies a 2x2 gate to qubit q of a batch of states [B, 2^n]; entries broadcast over B."""
-    batch = state.shape[0]
-    view = state.reshape(batch, 2 ** (n_qubits - q - 1), 2, 2**q)  # dim 2 is qubit q (little-endian)
-    zero, one = view[:, :, 0], view[:, :, 1]
-    new0 = u00 * zero + u01 * one
-    new1 = u10 * zero + u11 * one
-    return torch.stack((new0, new1), dim=2).reshape(batch, -1)
-
-
-@functools.lru_cache(maxsize=64)
-def _ring_permutation(n_qubits: int) -> torch.Tensor:
-    """Index map of the CNOT ring as one permutation: new_state = state[..., perm]."""
-    index = np.arange(2**n_qubits)
-    perm = index.copy()  # basis state k ends at ring(k); new[ring(k)] = old[k]
-    for control, target in cnot_ring_pairs(n_qubits):
-        perm = np.where((perm >> control) & 1, perm ^ (1 << target), perm)
-    inverse = np.empty_like(perm)
-    inverse[perm] = index
-    return torch.as_tensor(inverse)
-
-
 _KRON_MAX_QUBITS = 6  # up to here one [2^n, 2^n] matrix per layer is cheaper than gate by gate
 
 
@@ -239,7 +218,6 @@ def _torch_samples(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> to
     points = points.to(device=a.device, dtype=torch.float64)
     batch = points.shape[0]
     state = torch.full((batch, 2**n_qubits), 2 ** (-n_qubits / 2), dtype=torch.complex128, device=a.device)
-    perm = _ring_permutation(n_qubits).to(a.device)
     for layer in range(depth):
         gates = _layer_gates(points, a[layer], b[layer])  # [B, n, 2, 2]
         if n_qubits <= _KRON_MAX_QUBITS:
@@ -252,9 +230,8 @@ def _torch_samples(points: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> to
         else:
             for q in range(n_qubits):
                 g = gates[:, q, :, :, None, None]
-                state = _apply_single(state, q, n_qubits, g[:, 0, 0], g[:, 0, 1], g[:, 1, 0], g[:, 1, 1])
-        if n_qubits > 1:
-            state = state[:, perm]
+                state = apply_single_qubit(state, q, n_qubits, g[:, 0, 0], g[:, 0, 1], g[:, 1, 0], g[:, 1, 1])
+        state = apply_cnot_ring(state, n_qubits)
     return state.sum(dim=1).real / 2 ** (n_qubits / 2)
 
 

@@ -55,18 +55,18 @@ def test_logits_equal_stock_llama_at_init(attn, kv_heads):
 
 
 def test_parameters_are_real_seeded_and_gates_start_at_zero():
-    model = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=5)
+    model = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=5)
     names = {name: p for name, p in model.named_parameters() if "quantum" in name}
     assert sorted(names) == sorted(
         f"model.layers.{i}.self_attn.quantum_{v}" for i in range(2) for v in ("a", "b", "gate")
     )
     assert names["model.layers.0.self_attn.quantum_a"].shape == (2, 3)
     assert names["model.layers.1.self_attn.quantum_gate"].tolist() == [0.0] * 4
-    again = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=5)
+    again = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=5)
     torch.testing.assert_close(again.model.layers[1].self_attn.quantum_b, names["model.layers.1.self_attn.quantum_b"])
-    other = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=6)
+    other = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=6)
     assert not torch.equal(other.model.layers[1].self_attn.quantum_b, names["model.layers.1.self_attn.quantum_b"])
-    only_one = install_quantum_attention(_llama(), n_qubits=3, depth=2, seed=5, layers=[1])
+    only_one = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=5, layers=[1])
     assert not hasattr(only_one.model.layers[0].self_attn, "quantum_a")
     torch.testing.assert_close(only_one.model.layers[1].self_attn.quantum_a, names["model.layers.1.self_attn.quantum_a"])
 
@@ -172,7 +172,7 @@ def test_aer_and_torch_simulators_give_the_same_gradients():
 
 
 def test_save_and_load_keep_the_layer_and_its_values(tmp_path):
-    model = install_quantum_attention(_llama(), n_qubits=3, depth=1, layers=[1], seed=4)
+    model = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=1, layers=[1], seed=4)
     _set_gates(model)
     with torch.no_grad():
         model.model.layers[1].self_attn.quantum_a.add_(0.25)
@@ -202,7 +202,7 @@ def test_load_refuses_a_checkpoint_without_the_layer(tmp_path):
     [
         ({"n_qubits": 0}, "n_qubits must be an integer in [1, 12], got n_qubits=0"),
         ({"n_qubits": 13}, "n_qubits must be an integer in [1, 12], got n_qubits=13"),
-        ({"depth": 0}, "depth must be an integer >= 1, got depth=0"),
+        ({"circuit_depth": 0}, "circuit_depth must be an integer >= 1, got circuit_depth=0"),
         ({"simulator": "qpu"}, "simulator must be one of ['torch', 'aer'], got simulator='qpu'"),
         ({"layers": [0, 5]}, "layers must be indices in [0, 1], got layers=[0, 5]"),
         ({"layers": []}, "layers must be None (all) or a non-empty list of layer indices, got layers=()"),

@@ -1,0 +1,138 @@
+"""The trial config: one pydantic model per concern, YAML keys = constructor arguments.
+
+A trial config is what one Ray Train run needs: model, quantum attention, optimizer,
+data, training schedule, DeepSpeed preset and resources. A study's `trial:` section and
+`qstudy train FILE` both use it; a searched key is a dotted path into it
+(`optimizer.quantum_weight`, `quantum.n_qubits`, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ModelConfig",
+    "QuantumConfig",
+    "OptimizerConfig",
+    "DataConfig",
+    "TrainConfig",
+    "DeepSpeedConfig",
+    "ResourcesConfig",
+    "TrialConfig",
+    "MODEL_PRESETS",
+    "DEEPSPEED_PRESETS",
+]
+
+MODEL_PRESETS = ("llama-tiny", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b")
+DEEPSPEED_PRESETS = ("zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    preset: Literal[MODEL_PRESETS] = Field("llama-tiny", description="architecture; random init unless `path` is set")
+    path: str | None = Field(None, description="local HuggingFace checkpoint directory (config, weights, tokenizer)")
+    num_hidden_layers: int | None = Field(
+        None, ge=1, description="override the preset's depth (reduced-depth runs of a big preset's layer shapes)"
+    )
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on GPU, float32 on CPU (bf16 is ~2x slower on CPU)"
+    )
+
+
+class QuantumConfig(_Strict):
+    enabled: bool = Field(True, description="install the quantum attention layer (DESIGN §3)")
+    n_qubits: int = Field(4, ge=1, le=12, description="qubits of the attention response circuit")
+    circuit_depth: int = Field(2, ge=1, description="layers of the attention response circuit")
+    simulator: Literal["torch", "aer"] = Field("torch", description="torch statevector (fast) or Qiskit Aer")
+    layers: list[int] | None = Field(None, description="attention layers that get the circuit; default all")
+    seed: int = Field(0, ge=0, description="seed of the circuit angles' initialisation")
+    compile: bool = Field(
+        False, description="torch.compile the attention function: ~1.2x SDPA instead of ~2.2x, for ~20 s of "
+        "compilation per worker process (worth it past a few dozen steps)"
+    )
+
+
+class OptimizerConfig(_Strict):
+    """Arguments of qstudy.optim.SuperpositionalAdamW, same names."""
+
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam's running-average coefficients")
+    eps: float = Field(1e-8, ge=0, description="added to sqrt(v_hat)")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay")
+    quantum_weight: float = Field(0.5, ge=0, description="λ, the weight of the perturbation; 0 is AdamW")
+    n_qubits: int = Field(4, ge=1, le=20, description="leading coordinates perturbed / circuit block size")
+    circuit_depth: int = Field(0, ge=0, description="layers of the optimizer's circuit response")
+    response: Literal["sin", "circuit", "gaussian", "none"] = Field("sin", description="how Q is made")
+    scope: Literal["leading", "all"] = Field("leading", description="which coordinates are perturbed")
+    seed: int = Field(0, ge=0, description="seed of the gaussian response")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+
+
+class DataConfig(_Strict):
+    task: Literal["gsm8k", "synthetic_gsm8k", "classification"] = Field(
+        "synthetic_gsm8k", description="gsm8k: JSONL/HF-dataset files; synthetic_gsm8k: offline generator; "
+        "classification: the paper's synthetic sequence classification (experiment 1)"
+    )
+    train_path: str | None = Field(None, description="gsm8k: train JSONL file or saved HF dataset directory")
+    eval_path: str | None = Field(None, description="gsm8k: held-out JSONL file or HF dataset directory")
+    train_examples: int | None = Field(None, ge=1, description="use the first N training examples (all if unset)")
+    eval_examples: int = Field(64, ge=1, description="held-out examples for eval loss")
+    generate_examples: int = Field(8, ge=0, description="held-out problems answered by greedy generation (GSM8K accuracy)")
+    max_new_tokens: int = Field(64, ge=1, description="generation budget per GSM8K answer")
+    max_tokens: int = Field(256, ge=8, description="sequence length; longer examples are truncated")
+    seed: int = Field(0, ge=0, description="seed of the synthetic data")
+
+
+class TrainConfig(_Strict):
+    max_steps: int = Field(20, ge=1, description="optimizer steps of the trial")
+    global_batch_size: int = Field(8, ge=1, description="sequences per optimizer step, all workers together")
+    micro_batch_size: int = Field(4, ge=1, description="sequences per worker per forward pass")
+    eval_every_steps: int = Field(10, ge=1, description="eval + checkpoint cadence (and at the last step)")
+    log_every_steps: int = Field(1, ge=1, description="train-metric report cadence")
+    gradient_clipping: float = Field(1.0, ge=0, description="max global grad norm; 0 disables (paper: 1.0)")
+
+
+class DeepSpeedConfig(_Strict):
+    preset: Literal[DEEPSPEED_PRESETS] = Field(
+        "zero2", description="ZeRO stage, and offload of optimizer state (and params for zero3) to CPU"
+    )
+
+
+class ResourcesConfig(_Strict):
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks) per trial")
+    use_gpu: bool = Field(False, description="one GPU per worker")
+    cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per worker")
+    max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")
+
+
+class TrialConfig(_Strict):
+    seed: int = Field(0, ge=0, description="seed of model init and batch order")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    quantum: QuantumConfig = Field(default_factory=QuantumConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _check_batches(self) -> "TrialConfig":
+        per_step = self.train.micro_batch_size * self.resources.num_workers
+        if self.train.global_batch_size % per_step:
+            raise ValueError(
+                f"train.global_batch_size must be a multiple of train.micro_batch_size x resources.num_workers "
+                f"= {self.train.micro_batch_size} x {self.resources.num_workers} = {per_step}, "
+                f"got {self.train.global_batch_size}"
+            )
+        if self.data.task == "gsm8k" and self.data.train_path is None:
+            raise ValueError("data.train_path is required for data.task gsm8k (a JSONL file or a saved HF dataset directory)")
+        return self
+
+    @property
+    def gradient_accumulation_steps(self) -> int:
+        return self.train.global_batch_size // (self.train.micro_batch_size * self.resources.num_workers)

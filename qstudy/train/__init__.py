@@ -1,0 +1,7 @@
+"""One trial: a Ray Train TorchTrainer whose workers fine-tune a Llama under DeepSpeed
+with SuperpositionalAdamW and the quantum attention layer."""
+
+from qstudy.train._deepspeed_config import deepspeed_config
+from qstudy.train._trainer import build_trainer, init_ray, run_trial, worker_env
+
+__all__ = ["build_trainer", "deepspeed_config", "init_ray", "run_trial", "worker_env"]

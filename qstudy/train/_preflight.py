@@ -1,0 +1,68 @@
+"""Checks of a trial config that need the file system or the cluster, made before any
+Ray worker starts: each problem names the file, the key and the value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qstudy.config import ConfigError, TrialConfig
+
+__all__ = ["check_paths", "check_placement"]
+
+
+def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
+    """Problems with the trial's data files and model checkpoint (empty if none)."""
+    problems = []
+    data = trial.data
+    if data.task == "gsm8k":
+        for key in ("train_path", "eval_path"):
+            value = getattr(data, key)
+            if value is not None and not Path(value).exists():
+                problems.append(f"{source}: {prefix}data.{key}: no such file or directory, got {value!r}")
+    path = trial.model.path
+    if path is not None:
+        config = Path(path) / "config.json"
+        if not Path(path).is_dir():
+            problems.append(f"{source}: {prefix}model.path: no such checkpoint directory, got {path!r}")
+        elif not config.is_file():
+            problems.append(f"{source}: {prefix}model.path: {config} is missing: not a HuggingFace checkpoint, got {path!r}")
+        else:
+            try:
+                model_type = json.loads(config.read_text()).get("model_type")
+            except (json.JSONDecodeError, OSError) as err:
+                problems.append(f"{source}: {prefix}model.path: cannot read {config}: {err}")
+            else:
+                if model_type != "llama":
+                    problems.append(
+                        f"{source}: {prefix}model.path: must be a Llama checkpoint (model_type 'llama'), "
+                        f"got model_type {model_type!r} in {config}"
+                    )
+    return problems
+
+
+def check_placement(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
+    """Problems placing the trial's workers on the connected Ray cluster, ever."""
+    import ray
+
+    res = trial.resources
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    per_worker = {"CPU": res.cpus_per_worker, "GPU": 1.0 if res.use_gpu else 0.0}
+    fits = [n for n in nodes if all(n["Resources"].get(k, 0.0) >= v for k, v in per_worker.items() if v)]
+    capacity = sum(
+        int(min(n["Resources"].get(k, 0.0) // v for k, v in per_worker.items() if v)) for n in fits
+    )
+    if capacity >= res.num_workers:
+        return []
+    total_cpu = sum(n["Resources"].get("CPU", 0.0) for n in nodes)
+    total_gpu = sum(n["Resources"].get("GPU", 0.0) for n in nodes)
+    return [
+        f"{source}: {prefix}resources.num_workers: the Ray cluster can place at most {capacity} workers of "
+        f"{res.cpus_per_worker:g} CPU{' + 1 GPU' if res.use_gpu else ''} each ({len(nodes)} node(s), "
+        f"{total_cpu:g} CPUs, {total_gpu:g} GPUs in all), got num_workers={res.num_workers}"
+    ]
+
+
+def raise_if(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,96 @@
+"""One trial as a Ray Train ``TorchTrainer`` run, and ``qstudy train FILE``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from qstudy.config import TrialConfig
+from qstudy.train._preflight import check_paths, check_placement, raise_if
+
+__all__ = ["build_trainer", "run_trial", "init_ray", "worker_env"]
+
+
+def worker_env(trial: TrialConfig) -> dict[str, str]:
+    """Environment of every Ray process of a trial (FIELD-NOTES: these cut start-up and
+    report pacing; DeepSpeed needs its accelerator chosen before import)."""
+    env = {
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    if not trial.resources.use_gpu:
+        env["DS_ACCELERATOR"] = "cpu"
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if extensions:
+        env["TORCH_EXTENSIONS_DIR"] = extensions
+    return env
+
+
+def init_ray(address: str | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> None:
+    """Connects to ``address`` (or ``RAY_ADDRESS``), else starts a local Ray sized for
+    this machine with a 512 MiB object store (plenty: trials pass no data through it)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    for key, value in (env or {}).items():
+        os.environ.setdefault(key, value)  # the driver-side Train controller reads some of them
+    address = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": dict(env or {})}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **kwargs)
+    else:
+        ray.init(object_store_memory=512 * 1024**2, runtime_env=runtime_env, log_to_driver=False, **kwargs)
+
+
+def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callbacks=None):
+    """The trial's ``TorchTrainer``: N workers, gloo on CPU / NCCL on GPU, restarts from
+    the last checkpoint up to ``resources.max_failures`` times."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from qstudy.train._worker import train_loop_per_worker
+
+    res = trial.resources
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"trial": trial.model_dump(mode="json")},
+        torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=res.num_workers, use_gpu=res.use_gpu, resources_per_worker={"CPU": res.cpus_per_worker}
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=str(Path(storage_path).resolve()),
+            failure_config=FailureConfig(max_failures=res.max_failures),
+            worker_runtime_env={"env_vars": worker_env(trial)},
+            callbacks=callbacks,
+        ),
+    )
+
+
+def run_trial(
+    trial: TrialConfig, name: str, storage_path: str | Path, source: str = "<config>", address: str | None = None
+) -> dict[str, Any]:
+    """Runs one trial to the end; returns its last metrics, status and checkpoint path.
+
+    Every input problem is raised as a ConfigError before any Ray worker starts.
+    """
+    raise_if(check_paths(trial, source))
+    init_ray(address, worker_env(trial))
+    raise_if(check_placement(trial, source))
+    result = build_trainer(trial, name, storage_path).fit()
+    metrics = dict(result.metrics or {})
+    if result.error is not None:
+        metrics["status"] = "failed"
+        metrics["error"] = f"{type(result.error).__name__}: {result.error}"
+    return {
+        "metrics": metrics,
+        "status": metrics.get("status", "failed"),
+        "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
+        "path": result.path,
+    }

@@ -1,0 +1,205 @@
+"""The per-worker loop of a trial: model, data, SuperpositionalAdamW under DeepSpeed,
+metrics and checkpoints through ``ray.train.report``.
+
+Runs inside Ray Train workers; everything heavy is imported here, not by the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any
+
+import torch
+
+__all__ = ["train_loop_per_worker", "CHECKPOINT_TAG"]
+
+CHECKPOINT_TAG = "qstudy"
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point. ``config``: ``{"trial": TrialConfig as a dict}``."""
+    import ray.train
+
+    from qstudy.config import TrialConfig
+
+    trial = TrialConfig.model_validate(config["trial"])
+    ctx = ray.train.get_context()
+    loop = _Loop(trial, rank=ctx.get_world_rank(), world_size=ctx.get_world_size())
+    loop.run()
+
+
+class _Loop:
+    def __init__(self, trial, rank: int, world_size: int):
+        self.trial = trial
+        self.rank = rank
+        self.world_size = world_size
+
+    def run(self) -> None:
+        import deepspeed  # inside the worker: importing it in the driver has broken before (ray#50406)
+        import ray.train
+        import torch.distributed as dist
+
+        from qstudy.models import build_model
+        from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
+        from qstudy.train._deepspeed_config import deepspeed_config
+        from qstudy.train._task import build_task
+
+        trial = self.trial
+        started = time.perf_counter()
+        use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
+        device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
+        task = build_task(trial)
+        torch.manual_seed(trial.seed)  # the same initial model on every rank
+        model = build_model(trial, task)
+        optimizer = SuperpositionalAdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            **trial.optimizer.model_dump(exclude={"warmup_steps"}),
+        )
+        engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=deepspeed_config(trial, use_gpu), dist_init_required=False
+        )
+        client = bind_deepspeed(engine)
+        self.engine, self.task, self.device, self.dist = engine, task, device, dist
+
+        start_step, initial = 0, {}
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                _, client_state = engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
+            start_step, initial = int(client_state["step"]), dict(client_state.get("initial", {}))
+        else:
+            initial = {f"initial_{k}": v for k, v in self._evaluate(generate=False).items()}
+        # Repeated in every report, so the trial's last result carries them.
+        self.constant = {"resumed_from_step": start_step, **initial, **_quantum_parity(model, trial)}
+        self.initial = initial
+        pending: dict[str, Any] = {"startup_s": time.perf_counter() - started}
+        status = "running"
+        for step in range(start_step + 1, trial.train.max_steps + 1):
+            self._set_lr(step)
+            t0 = time.perf_counter()
+            loss_sum, tokens = 0.0, 0
+            finite = True
+            optimizer_s = 0.0
+            for micro in task.micro_batches(step, self.rank, self.world_size):
+                micro = {k: v.to(device) for k, v in micro.items()}
+                loss = engine(**micro).loss
+                finite = self._all_finite(loss)
+                if not finite:
+                    break
+                engine.backward(loss)
+                t_opt = time.perf_counter()
+                engine.step()  # DeepSpeed steps the optimizer at the accumulation boundary
+                optimizer_s += time.perf_counter() - t_opt
+                loss_sum += float(loss.detach())
+                tokens += int(micro["attention_mask"].sum())
+            if not finite:
+                status = "diverged"
+                pending.update({"step": step, "train_loss": float("nan"), "status": status})
+                self._report(pending)
+                return
+            step_s = time.perf_counter() - t0
+            global_loss, global_tokens = self._all_reduce_sum([loss_sum / max(1, task.accumulation), float(tokens)])
+            metrics = {
+                "step": step,
+                "train_loss": global_loss / self.world_size,
+                "lr": engine.optimizer.param_groups[0]["lr"] if engine.optimizer is not None else client.param_groups[0]["lr"],
+                "step_time_s": step_s,
+                "tokens_per_s": global_tokens / step_s if step_s > 0 else float("nan"),
+                "optimizer_time_share": optimizer_s / step_s if step_s > 0 else float("nan"),
+            }
+            pending.update(metrics)
+            last = step == trial.train.max_steps
+            if step % trial.train.eval_every_steps == 0 or last:
+                pending.update(self._evaluate())
+                pending["status"] = "completed" if last else "running"
+                self._report(pending, step=step)
+                pending = {}
+            elif step % trial.train.log_every_steps == 0:
+                pending["status"] = "running"
+                self._report(pending)
+                pending = {}
+
+    # ---------------------------------------------------------------- helpers
+    def _set_lr(self, step: int) -> None:
+        warmup = self.trial.optimizer.warmup_steps
+        lr = self.trial.optimizer.lr * (min(1.0, step / warmup) if warmup else 1.0)
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        flag = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self._comm_device())
+        if self.world_size > 1:
+            self.dist.all_reduce(flag)
+        return flag.item() == 0.0
+
+    def _all_reduce_sum(self, values: list[float]) -> list[float]:
+        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
+        if self.world_size > 1:
+            self.dist.all_reduce(t)
+        return t.tolist()
+
+    def _comm_device(self):
+        return self.device
+
+    @torch.no_grad()
+    def _evaluate(self, generate: bool = True) -> dict[str, float]:
+        engine, task = self.engine, self.task
+        engine.eval()
+        loss_sum, count = 0.0, 0.0
+        correct, total = 0.0, 0.0
+        for batch in task.eval_batches(self.rank, self.world_size):
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            out = engine(**batch)
+            n = float(batch["input_ids"].shape[0])
+            loss_sum += float(out.loss) * n
+            count += n
+            if task.kind == "classification":
+                correct += float((out.logits.argmax(-1) == batch["labels"]).sum())
+                total += n
+        metrics = {}
+        sums = self._all_reduce_sum([loss_sum, count, correct, total])
+        metrics["eval_loss"] = sums[0] / max(1.0, sums[1])
+        if task.kind == "classification":
+            metrics["eval_accuracy"] = sums[2] / max(1.0, sums[3])
+        elif task.generate_count and generate:
+            hits, asked = task.generate_accuracy(engine.module, self.rank, self.world_size, self.device, self._synced())
+            hits, asked = self._all_reduce_sum([hits, asked])
+            metrics["gsm8k_accuracy"] = hits / max(1.0, asked)
+        engine.train()
+        return metrics
+
+    def _synced(self) -> bool:
+        from qstudy.train._deepspeed_config import zero_stage
+
+        return self.world_size > 1 and zero_stage(self.trial.deepspeed.preset) == 3
+
+    def _report(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        import ray.train
+        from ray.train import Checkpoint
+
+        metrics = {**self.constant, **metrics}
+        if step is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:
+            self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state={"step": step, "initial": self.initial})
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+
+
+def _quantum_parity(model, trial) -> dict[str, float]:
+    """``aer_parity`` of the trial's attention circuits (max over layers), logged at start."""
+    if not trial.quantum.enabled:
+        return {}
+    from qstudy.models import quantum_attention_modules
+    from qstudy.quantum import aer_parity
+
+    worst = 0.0
+    for module in quantum_attention_modules(model).values():
+        if hasattr(module, "quantum_a"):
+            worst = max(
+                worst,
+                aer_parity(trial.quantum.n_qubits, trial.quantum.circuit_depth, module.quantum_a.detach(), module.quantum_b.detach()),
+            )
+    return {"aer_parity": worst}
