@@ -16,10 +16,19 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
     problems = []
     data = trial.data
     if data.task == "gsm8k":
+        from qstudy.data import DataError, load_gsm8k
+
         for key in ("train_path", "eval_path"):
             value = getattr(data, key)
-            if value is not None and not Path(value).exists():
+            if value is None:
+                continue
+            if not Path(value).exists():
                 problems.append(f"{source}: {prefix}data.{key}: no such file or directory, got {value!r}")
+                continue
+            try:  # read it here: a malformed line fails now, not in every worker
+                load_gsm8k(value)
+            except DataError as err:
+                problems.append(f"{source}: {prefix}data.{key}: {err}")
     path = trial.model.path
     if path is not None:
         config = Path(path) / "config.json"

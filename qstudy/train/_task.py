@@ -110,7 +110,7 @@ def build_task(trial: TrialConfig) -> Task:
             vocab_size=cls.vocab_size, num_labels=cls.num_classes, pad_token_id=cls.pad_token_id, **common,
         )
 
-    from qstudy.data import collate_batch, encode_gsm8k, find_pad_token_id, load_gsm8k, synthesize_gsm8k
+    from qstudy.data import collate_batch, encode_gsm8k, encode_prompt, find_pad_token_id, load_gsm8k, synthesize_gsm8k
 
     tokenizer = _tokenizer(trial)
     n_eval = max(data.eval_examples, data.generate_examples)
@@ -130,7 +130,7 @@ def build_task(trial: TrialConfig) -> Task:
     def tensors(examples):
         return collate_batch(encode_gsm8k(examples, tokenizer, max_tokens=data.max_tokens), max_tokens=data.max_tokens, pad_token_id=pad)
 
-    problems = [(_prompt_ids(ex.question, tokenizer), ex.answer) for ex in held_out[: data.generate_examples]]
+    problems = [(encode_prompt(ex.question, tokenizer), ex.answer) for ex in held_out[: data.generate_examples]]
     return Task(
         kind="causal_lm", tokenizer=tokenizer, train=tensors(train), eval=tensors(held_out[: data.eval_examples]),
         problems=problems, vocab_size=len(tokenizer), pad_token_id=pad,
@@ -146,11 +146,3 @@ def _tokenizer(trial: TrialConfig):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(trial.model.path, local_files_only=True)
-
-
-def _prompt_ids(question: str, tokenizer) -> list[int]:
-    """The prompt exactly as `encode_example` tokenizes it (generation starts after it)."""
-    from qstudy.data import format_prompt
-
-    chat = bool(getattr(tokenizer, "chat_template", None))
-    return tokenizer(format_prompt(question, tokenizer), add_special_tokens=not chat)["input_ids"]
