@@ -1,0 +1,127 @@
+"""One trial end to end: real local Ray, Ray Train workers, DeepSpeed on CPU (gloo)."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from qstudy.config import ConfigError, TrialConfig
+
+pytestmark = pytest.mark.integration
+
+
+def _trial(**overrides) -> TrialConfig:
+    base = {
+        "seed": 0,
+        "model": {"preset": "llama-tiny"},
+        "quantum": {"enabled": True, "n_qubits": 4, "circuit_depth": 2},
+        "optimizer": {"lr": 3e-3, "quantum_weight": 0.5},
+        "data": {
+            "task": "synthetic_gsm8k",
+            "train_examples": 256,
+            "eval_examples": 32,
+            "generate_examples": 2,
+            "max_new_tokens": 8,
+            "max_tokens": 160,
+        },
+        "train": {"max_steps": 12, "global_batch_size": 8, "micro_batch_size": 4, "eval_every_steps": 6, "log_every_steps": 3},
+        "deepspeed": {"preset": "zero2"},
+        "resources": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 1},
+    }
+    for dotted, value in overrides.items():
+        node = base
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return TrialConfig.model_validate(base)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    from qstudy.train import init_ray, worker_env
+
+    init_ray(env=worker_env(_trial()), num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.parametrize(
+    "workers,preset,accumulation",
+    [(1, "zero2", 2), (2, "zero2", 1), (2, "zero3", 1)],
+)
+def test_trial_lowers_eval_loss(local_ray, tmp_path, workers, preset, accumulation):
+    from qstudy.train import run_trial
+
+    trial = _trial(**{"resources.num_workers": workers, "deepspeed.preset": preset, "train.micro_batch_size": 8 // (workers * accumulation)})
+    assert trial.gradient_accumulation_steps == accumulation
+    outcome = run_trial(trial, name=f"t-{workers}-{preset}", storage_path=tmp_path)
+    metrics = outcome["metrics"]
+    assert outcome["status"] == "completed", metrics.get("error")
+    assert metrics["step"] == 12
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"] - 0.05
+    assert 0.0 <= metrics["gsm8k_accuracy"] <= 1.0
+    assert metrics["aer_parity"] < 1e-6
+    assert metrics["tokens_per_s"] > 0
+    assert outcome["checkpoint"] is not None
+
+
+def test_killed_worker_resumes_from_checkpoint(local_ray, tmp_path):
+    from ray.util.state import list_actors
+
+    from qstudy.train import run_trial
+
+    trial = _trial(**{"train.max_steps": 40, "train.eval_every_steps": 5, "train.log_every_steps": 5, "resources.num_workers": 2, "train.micro_batch_size": 4})
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(run_trial(trial, name="killed", storage_path=tmp_path)))
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 240
+    while killed is None and time.monotonic() < deadline and runner.is_alive():
+        if list(Path(tmp_path, "killed").glob("checkpoint_*")):
+            workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+            if workers:
+                killed = workers[-1]["pid"]
+                os.kill(killed, signal.SIGKILL)
+                break
+        time.sleep(0.5)
+    runner.join(timeout=400)
+    assert killed is not None, "no checkpoint appeared before the trial ended"
+    metrics = outcome["metrics"]
+    assert outcome["status"] == "completed", metrics.get("error")
+    assert metrics["step"] == 40
+    assert metrics["resumed_from_step"] >= 5 and metrics["resumed_from_step"] % 5 == 0
+
+
+def test_local_checkpoint_trains_offline(local_ray, tmp_path):
+    from qstudy.data import byte_tokenizer
+    from qstudy.train import run_trial
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from qstudy._llama_presets import llama_config_kwargs
+
+    tok = byte_tokenizer()
+    kwargs = llama_config_kwargs("llama-tiny")
+    kwargs.update(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(LlamaConfig(**kwargs)).save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    trial = _trial(**{"model.path": str(tmp_path / "ckpt"), "train.max_steps": 6, "train.eval_every_steps": 6})
+    outcome = run_trial(trial, name="from-path", storage_path=tmp_path / "runs")
+    assert outcome["status"] == "completed", outcome["metrics"].get("error")
+    assert outcome["metrics"]["eval_loss"] < outcome["metrics"]["initial_eval_loss"]
+
+
+def test_unplaceable_trial_is_refused_before_any_worker(local_ray, tmp_path):
+    from qstudy.train import run_trial
+
+    trial = _trial(**{"resources.num_workers": 8, "train.micro_batch_size": 1})
+    with pytest.raises(ConfigError) as err:
+        run_trial(trial, name="too-big", storage_path=tmp_path, source="trial.yaml")
+    assert "trial.yaml: resources.num_workers: the Ray cluster can place at most 2 workers of 1 CPU each" in str(err.value)
+    assert "got num_workers=8" in str(err.value)
+    assert not (tmp_path / "too-big").exists()
