@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callb
     res = trial.resources
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"trial": trial.model_dump(mode="json")},
+        train_loop_config={"trial": trial.model_dump(mode="json"), "submitted_at": time.time()},
         torch_config=TorchConfig(backend="nccl" if res.use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=res.num_workers, use_gpu=res.use_gpu, resources_per_worker={"CPU": res.cpus_per_worker}

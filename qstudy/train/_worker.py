@@ -27,7 +27,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     trial = TrialConfig.model_validate(config["trial"])
     ctx = ray.train.get_context()
     loop = _Loop(trial, rank=ctx.get_world_rank(), world_size=ctx.get_world_size())
-    loop.run()
+    loop.run(submitted_at=config.get("submitted_at"))
 
 
 class _Loop:
@@ -36,7 +36,8 @@ class _Loop:
         self.rank = rank
         self.world_size = world_size
 
-    def run(self) -> None:
+    def run(self, submitted_at: float | None = None) -> None:
+        entered = time.time()
         import deepspeed  # inside the worker: importing it in the driver has broken before (ray#50406)
         import ray.train
         import torch.distributed as dist
@@ -47,12 +48,13 @@ class _Loop:
         from qstudy.train._task import build_task
 
         trial = self.trial
-        started = time.perf_counter()
+        imported = time.time()
         use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
         device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
         task = build_task(trial)
         torch.manual_seed(trial.seed)  # the same initial model on every rank
         model = build_model(trial, task)
+        built = time.time()
         optimizer = SuperpositionalAdamW(
             [p for p in model.parameters() if p.requires_grad],
             **trial.optimizer.model_dump(exclude={"warmup_steps"}),
@@ -61,6 +63,7 @@ class _Loop:
             model=model, optimizer=optimizer, config=deepspeed_config(trial, use_gpu), dist_init_required=False
         )
         client = bind_deepspeed(engine)
+        initialized = time.time()
         self.engine, self.task, self.device, self.dist = engine, task, device, dist
 
         start_step, initial = 0, {}
@@ -73,9 +76,18 @@ class _Loop:
             initial = {f"initial_{k}": v for k, v in self._evaluate(generate=False).items()}
         # Repeated in every report, so the trial's last result carries them.
         self.constant = {"resumed_from_step": start_step, **initial, **_quantum_parity(model, trial)}
+        # Where start-up time goes (benchmarks/trial_startup.py): trial submitted -> worker
+        # entry -> imports -> data + model -> deepspeed.initialize -> first optimizer step.
+        self.constant.update(
+            startup_imports_s=imported - entered,
+            startup_build_s=built - imported,
+            startup_deepspeed_init_s=initialized - built,
+        )
+        if submitted_at is not None:
+            self.constant["startup_worker_entry_s"] = entered - submitted_at
         self.initial = initial
-        pending: dict[str, Any] = {"startup_s": time.perf_counter() - started}
-        status = "running"
+        pending: dict[str, Any] = {}
+        first_step = True
         for step in range(start_step + 1, trial.train.max_steps + 1):
             self._set_lr(step)
             t0 = time.perf_counter()
@@ -90,16 +102,25 @@ class _Loop:
                     break
                 engine.backward(loss)
                 t_opt = time.perf_counter()
+                skipped = engine.skipped_steps
                 engine.step()  # DeepSpeed steps the optimizer at the accumulation boundary
                 optimizer_s += time.perf_counter() - t_opt
+                if engine.skipped_steps > skipped:
+                    # DeepSpeed skips a step whose gradients hold inf/NaN (agreed over ranks).
+                    # With no fp16 loss scale to lower, that is divergence, not a scale probe:
+                    # left alone the trial would run on with frozen parameters.
+                    finite = False
+                    break
                 loss_sum += float(loss.detach())
                 tokens += int(micro["attention_mask"].sum())
             if not finite:
-                status = "diverged"
-                pending.update({"step": step, "train_loss": float("nan"), "status": status})
-                self._report(pending)
+                pending.update({"step": step, "train_loss": float("nan"), "status": "diverged"})
+                self._report(pending, final=True)
                 return
             step_s = time.perf_counter() - t0
+            if first_step and submitted_at is not None:
+                self.constant["startup_to_first_step_s"] = time.time() - submitted_at
+            first_step = False
             global_loss, global_tokens = self._all_reduce_sum([loss_sum / max(1, task.accumulation), float(tokens)])
             metrics = {
                 "step": step,
@@ -175,11 +196,25 @@ class _Loop:
 
         return self.world_size > 1 and zero_stage(self.trial.deepspeed.preset) == 3
 
-    def _report(self, metrics: dict[str, Any], step: int | None = None) -> None:
+    def _report(self, metrics: dict[str, Any], step: int | None = None, final: bool = False) -> None:
+        """Reports metrics; with ``step``, a DeepSpeed checkpoint of every rank's shard.
+
+        A run's ``Result.metrics`` are those of its last checkpoint, so a trial that ends
+        without one (diverged) reports a small status checkpoint instead.
+        """
+        import json
+
         import ray.train
         from ray.train import Checkpoint
 
         metrics = {**self.constant, **metrics}
+        if final:
+            with tempfile.TemporaryDirectory(prefix="qstudy-final-") as directory:
+                if self.rank == 0:
+                    with open(os.path.join(directory, "final_status.json"), "w") as f:
+                        json.dump(metrics, f)
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+            return
         if step is None:
             ray.train.report(metrics)
             return

@@ -125,3 +125,42 @@ def test_unplaceable_trial_is_refused_before_any_worker(local_ray, tmp_path):
     assert "trial.yaml: resources.num_workers: the Ray cluster can place at most 2 workers of 1 CPU each" in str(err.value)
     assert "got num_workers=8" in str(err.value)
     assert not (tmp_path / "too-big").exists()
+
+
+def test_same_seed_same_losses_and_divergence_is_a_status(local_ray, tmp_path):
+    from qstudy.train import run_trial
+
+    trial = _trial(**{"train.max_steps": 4, "train.eval_every_steps": 4, "data.generate_examples": 0})
+    first = run_trial(trial, name="seed-a", storage_path=tmp_path)["metrics"]
+    second = run_trial(trial, name="seed-b", storage_path=tmp_path)["metrics"]
+    assert first["train_loss"] == second["train_loss"] and first["eval_loss"] == second["eval_loss"]
+
+    # An absurd learning rate overflows fp32 within a few steps: the trial ends as diverged.
+    diverging = _trial(**{"optimizer.lr": 1e30, "train.max_steps": 8, "train.eval_every_steps": 8, "data.generate_examples": 0})
+    outcome = run_trial(diverging, name="diverge", storage_path=tmp_path)
+    assert outcome["status"] == "diverged"
+    assert outcome["metrics"]["step"] < 8
+
+
+def test_classification_trial_adam_reaches_90_percent(local_ray, tmp_path):
+    """The paper's experiment 1 as a trial: AdamW (λ = 0) reaches 90% eval accuracy
+    within a 10-epoch budget (1024 sequences, batch 32: 320 steps)."""
+    from qstudy.train import run_trial
+
+    trial = _trial(
+        **{
+            "data": {"task": "classification", "train_examples": 1024, "eval_examples": 512},
+            "quantum.enabled": False,
+            "optimizer.quantum_weight": 0.0,
+            "optimizer.lr": 1e-3,
+            "train.max_steps": 320,
+            "train.global_batch_size": 32,
+            "train.micro_batch_size": 32,
+            "train.eval_every_steps": 320,
+            "train.log_every_steps": 80,
+        }
+    )
+    metrics = run_trial(trial, name="cls", storage_path=tmp_path)["metrics"]
+    assert metrics["initial_eval_accuracy"] <= 0.4  # about chance (4 classes)
+    assert metrics["eval_accuracy"] >= 0.9
+    assert metrics["eval_loss"] < metrics["initial_eval_loss"]
