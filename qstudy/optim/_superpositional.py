@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -120,6 +121,9 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
         # Coordinates held by tensors DeepSpeed steps in place of the model's
         # parameters: id(tensor) -> (tensor, Layout); see bind_deepspeed.
         self._bound: dict[int, tuple[torch.Tensor, Layout]] = {}
+        # Seconds spent making and applying Q (for the compiled sin/all step, which fuses
+        # Q into the AdamW update, its whole time): read by trials for a cost metric.
+        self.perturbation_time_s = 0.0
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -155,19 +159,25 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
                 self._adamw(group, fused, params, grads, exp_avgs, exp_avg_sqs, steps)
                 continue
             start = 0
+            t0 = time.perf_counter()
             if group["response"] == "sin" and group["scope"] == "all" and self.compile_step:
                 start = self._fused_sin(group, params, grads, exp_avgs, exp_avg_sqs, steps)
+                self.perturbation_time_s += time.perf_counter() - t0
                 if start == len(params):
                     continue
             params, grads = params[start:], grads[start:]
             exp_avgs, exp_avg_sqs, steps = exp_avgs[start:], exp_avg_sqs[start:], steps[start:]
             layouts = self._layouts(index, group, params)
+            t0 = time.perf_counter()
             perturbations = _perturbations(group, params, grads, layouts, int(steps[0].item()) + 1)
+            t1 = time.perf_counter()
             self._adamw(group, fused, params, grads, exp_avgs, exp_avg_sqs, steps)
+            t2 = time.perf_counter()
             scale = -float(group["lr"]) * lam
             for param, local_start, values in perturbations:
                 flat = param.view(-1)
                 flat[local_start : local_start + values.numel()].add_(values.to(param.dtype), alpha=scale)
+            self.perturbation_time_s += (t1 - t0) + (time.perf_counter() - t2)
         return loss
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, steps) -> bool:

@@ -94,6 +94,7 @@ class _Loop:
             loss_sum, tokens = 0.0, 0
             finite = True
             optimizer_s = 0.0
+            perturbation_before = client.perturbation_time_s
             for micro in task.micro_batches(step, self.rank, self.world_size):
                 micro = {k: v.to(device) for k, v in micro.items()}
                 loss = engine(**micro).loss
@@ -129,6 +130,9 @@ class _Loop:
                 "step_time_s": step_s,
                 "tokens_per_s": global_tokens / step_s if step_s > 0 else float("nan"),
                 "optimizer_time_share": optimizer_s / step_s if step_s > 0 else float("nan"),
+                "perturbation_time_share": (client.perturbation_time_s - perturbation_before) / step_s
+                if step_s > 0
+                else float("nan"),
             }
             pending.update(metrics)
             last = step == trial.train.max_steps
