@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qstudy.optim._layout import Layout, Segment
+from qstudy.optim._layout import Layout, Segment, default_layouts
 from qstudy.optim._superpositional import SuperpositionalAdamW
 
 __all__ = ["bind_deepspeed"]
@@ -22,8 +22,9 @@ def bind_deepspeed(engine: Any) -> SuperpositionalAdamW:
     """Binds the SuperpositionalAdamW inside a DeepSpeed engine to its partitions.
 
     Call once after ``deepspeed.initialize`` (and again after anything that rebuilds the
-    partitions). Supports no wrapper (ZeRO stage 0 in fp32), ``BF16_Optimizer`` and
-    ZeRO stages 1, 2 and 3, with or without CPU offload.
+    partitions). Supports no wrapper (ZeRO stage 0 in fp32), ``FP16_UnfusedOptimizer``
+    (ZeRO stage 0 in bf16 or fp16), ``BF16_Optimizer`` and ZeRO stages 1, 2 and 3, with
+    or without CPU offload.
 
     Args:
         engine: the ``DeepSpeedEngine`` (or its ``.optimizer``).
@@ -52,11 +53,15 @@ def bind_deepspeed(engine: Any) -> SuperpositionalAdamW:
         _bind_zero3(wrapper, client)
     elif kind == "BF16_Optimizer":
         _bind_bf16(wrapper, client)
+    elif kind == "FP16_UnfusedOptimizer":
+        # ZeRO stage 0 with a bf16/fp16 model (the zero0 preset on GPU): DeepSpeed wraps
+        # any client optimizer that is not its FusedAdam in this, and steps fp32 copies.
+        _bind_unfused(wrapper, client)
     else:
         raise TypeError(
             f"bind_deepspeed: DeepSpeed wrapped the optimizer in {kind}, whose partitions qstudy "
             "does not know; supported: DeepSpeedZeroOptimizer (ZeRO-1/2), "
-            "DeepSpeedZeroOptimizer_Stage3 (ZeRO-3), BF16_Optimizer"
+            "DeepSpeedZeroOptimizer_Stage3 (ZeRO-3), BF16_Optimizer, FP16_UnfusedOptimizer"
         )
     return client
 
@@ -120,6 +125,15 @@ def _bind_bf16(wrapper, client: SuperpositionalAdamW) -> None:
         pieces = [(offsets[id(p)], offsets[id(p)], p.numel()) for p in params]  # packed, padded at the end
         layout = Layout(i, total, _runs(pieces, rank * size, size), dist.get_world_size(group=process_group) > 1, process_group)
         client.set_layout(flat, layout)
+
+
+def _bind_unfused(wrapper, client: SuperpositionalAdamW) -> None:
+    # One fp32 copy per trainable parameter, in the group's order, on every rank (no
+    # partitioning): each copy holds its parameter's run of the group's coordinates.
+    for i, fp32_params in enumerate(wrapper.fp32_groups):
+        layouts = default_layouts(i, fp32_params)
+        for p in fp32_params:
+            client.set_layout(p, layouts[id(p)])
 
 
 def _bind_zero3(wrapper, client: SuperpositionalAdamW) -> None:
