@@ -26,12 +26,16 @@ test: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
+# The smoke study on the embedded defaults: local Ray, SQLite MLflow store (./mlruns.db),
+# tiny Llama on CPU. Re-running it continues the same study.
 sweep: $(STAMP)
-	@echo "make sweep: the smoke study arrives with the study issue (#5); nothing to run yet." >&2
-	@exit 2
+	$(VENV)/bin/qstudy sweep search_spaces/smoke.yaml
 
 bench: $(STAMP)
 	$(PY) benchmarks/optimizer_step.py
+	$(PY) benchmarks/quantum_attention.py
+	$(PY) benchmarks/trial_startup.py
+	$(PY) benchmarks/study_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions

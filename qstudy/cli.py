@@ -28,6 +28,27 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--storage-path", default="qstudy_runs", help="where Ray Train keeps checkpoints")
     train.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     train.set_defaults(func=_cmd_train)
+
+    check = sub.add_parser("validate", help="check a study or trial YAML file without starting anything")
+    check.add_argument("file", help="study (search_spaces/*.yaml) or trial config YAML")
+    check.add_argument(
+        "--no-path-checks", dest="check_paths", action="store_false",
+        help="skip the data-file and checkpoint checks (a cluster study validated on a laptop)",
+    )
+    check.set_defaults(func=_cmd_validate)
+
+    sweep = sub.add_parser("sweep", help="run (or continue) a study: Ray Tune + Optuna, tracked in MLflow")
+    sweep.add_argument("file", help="study YAML in search_spaces/")
+    sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    sweep.add_argument(
+        "--resume", action="store_true", help="continue an interrupted study (also what a plain re-run does)"
+    )
+    sweep.set_defaults(func=_cmd_sweep)
+
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store")
+    ui.add_argument("file", help="study YAML (its tracking.uri is opened)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=_cmd_ui)
     return parser
 
 
@@ -56,6 +77,56 @@ def _cmd_train(args: argparse.Namespace) -> int:
     outcome = run_trial(trial, name=name, storage_path=args.storage_path, source=args.file, address=args.address)
     print(json.dumps(outcome, indent=2, default=str))
     return 0 if outcome["status"] == "completed" else 1
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from qstudy.config import load_study_config
+
+    study = load_study_config(args.file)  # every input problem, before Ray or MLflow
+    from qstudy.study import run_study
+
+    summary = run_study(study, source=args.file, address=args.address)
+    failed = [t for t in summary["trials"] if t["status"] == "failed"]
+    return 1 if failed and len(failed) == len(summary["trials"]) else 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from qstudy.config import load_study_config
+    from qstudy.study import study_paths
+    from qstudy.tracking import is_server_uri, ui_command
+
+    study = load_study_config(args.file, check_paths=False)
+    uri = study_paths(study)["tracking_uri"]
+    if is_server_uri(uri):
+        print(f"{args.file}: tracking store is the MLflow server {uri}: open it in a browser")
+        return 0
+    command = ui_command(uri, port=args.port)
+    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    return subprocess.call(command)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from qstudy.config import is_study_file, load_study_config, load_trial_config, load_yaml
+
+    if not is_study_file(load_yaml(args.file)):
+        trial = load_trial_config(args.file)
+        if args.check_paths:
+            from qstudy.train._preflight import check_paths, raise_if
+
+            raise_if(check_paths(trial, args.file))
+        print(f"{args.file}: ok — trial config, {trial.train.max_steps} steps, {trial.resources.num_workers} worker(s)")
+        return 0
+    study = load_study_config(args.file, check_paths=args.check_paths)
+    baselines = f" ({len(study.baselines)} baseline{'s' if len(study.baselines) != 1 else ''} first)" if study.baselines else ""
+    searched = ", ".join(study.space)
+    print(
+        f"{args.file}: ok — {study.num_samples} trials{baselines}, sampler {study.sampler.type}, "
+        f"scheduler {study.scheduler.type}, {study.objective.mode} {study.objective.metric}, searching {searched}"
+        + ("" if args.check_paths else " (paths not checked)")
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

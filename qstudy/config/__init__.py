@@ -1,7 +1,20 @@
-"""Typed, validated configs: trial settings (and, with the study issue, studies)."""
+"""Typed, validated configs: trial settings and studies (``search_spaces/*.yaml``)."""
 
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import format_validation_error, load_yaml, validate
+from qstudy.config._study import (
+    OBJECTIVE_METRICS,
+    SAMPLERS,
+    ObjectiveConfig,
+    ParamSpec,
+    SamplerConfig,
+    SchedulerConfig,
+    StudyConfig,
+    TrackingConfig,
+    apply_overrides,
+    is_study_file,
+    load_study_config,
+)
 from qstudy.config._trial import (
     DEEPSPEED_PRESETS,
     MODEL_PRESETS,
@@ -22,12 +35,23 @@ __all__ = [
     "DEEPSPEED_PRESETS",
     "ModelConfig",
     "MODEL_PRESETS",
+    "OBJECTIVE_METRICS",
+    "ObjectiveConfig",
     "OptimizerConfig",
+    "ParamSpec",
     "QuantumConfig",
     "ResourcesConfig",
+    "SAMPLERS",
+    "SamplerConfig",
+    "SchedulerConfig",
+    "StudyConfig",
+    "TrackingConfig",
     "TrainConfig",
     "TrialConfig",
+    "apply_overrides",
     "format_validation_error",
+    "is_study_file",
+    "load_study_config",
     "load_trial_config",
     "load_yaml",
     "validate",

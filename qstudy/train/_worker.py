@@ -88,6 +88,7 @@ class _Loop:
         self.initial = initial
         pending: dict[str, Any] = {}
         first_step = True
+        loop_started = time.perf_counter()
         for step in range(start_step + 1, trial.train.max_steps + 1):
             self._set_lr(step)
             t0 = time.perf_counter()
@@ -136,8 +137,10 @@ class _Loop:
             }
             pending.update(metrics)
             last = step == trial.train.max_steps
+            pending["train_time_s"] = time.perf_counter() - loop_started  # steps + evals of this run
             if step % trial.train.eval_every_steps == 0 or last:
                 pending.update(self._evaluate())
+                pending["train_time_s"] = time.perf_counter() - loop_started
                 pending["status"] = "completed" if last else "running"
                 self._report(pending, step=step)
                 pending = {}

@@ -1,0 +1,688 @@
+"""The study config: one YAML file in ``search_spaces/`` describes a whole study.
+
+A study searches dotted paths into the trial config (``optimizer.quantum_weight``,
+``quantum.n_qubits``, ``seed``, ...) with Optuna distributions, runs its ``baselines``
+first (the AdamW control: ``{optimizer.quantum_weight: 0.0}``), and fixes everything else
+in ``trial:``. Every problem of a file is collected and raised as one ``ConfigError``:
+
+    search_spaces/paper.yaml: space.optimizer.quantum_weight.high: must be >= low, got low=1.0, high=0.5
+
+A searched range is checked by validating the trial config with its ends (and each
+choice, and each baseline) put in, so a value the trial would refuse is refused here,
+before any Ray resource or MLflow run exists.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from qstudy.config._errors import ConfigError
+from qstudy.config._loader import format_validation_error, load_yaml
+from qstudy.config._trial import TrialConfig
+
+__all__ = [
+    "OBJECTIVE_METRICS",
+    "SAMPLERS",
+    "ObjectiveConfig",
+    "ParamSpec",
+    "SamplerConfig",
+    "SchedulerConfig",
+    "StudyConfig",
+    "TrackingConfig",
+    "apply_overrides",
+    "is_study_file",
+    "load_study_config",
+]
+
+SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "qmc")
+# Metrics a trial reports that can be an objective, with their natural direction.
+OBJECTIVE_METRICS = {"eval_loss": "min", "train_loss": "min", "eval_accuracy": "max", "gsm8k_accuracy": "max"}
+
+
+class _Problems(ValueError):
+    """Several problems found by one validator, each ``(key relative to it, message)``.
+
+    Raised inside pydantic validators; ``load_study_config`` turns each item into its own
+    ``FILE: dotted.key: message`` line. Built directly (``StudyConfig(...)``) it reads as
+    one ValueError listing them. ``apply_overrides`` raises it too.
+    """
+
+    def __init__(self, items: list[tuple[str, str]]):
+        self.items = items
+        super().__init__("\n".join(f"{key}: {message}" if key else message for key, message in items))
+
+
+def _number(value: Any) -> Any:
+    """Accepts an int or float (numeric strings too: PyYAML reads ``1e-5`` as a string)."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    raise ValueError(f"must be a number, got {value!r}")
+
+
+Number = Annotated[int | float | None, BeforeValidator(_number)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+class ObjectiveConfig(_Strict):
+    metric: str = Field(
+        "eval_loss",
+        description="reported metric to optimise: eval_loss, train_loss, eval_accuracy (data.task classification) "
+        "or gsm8k_accuracy (GSM8K tasks with data.generate_examples > 0)",
+    )
+    mode: Literal["min", "max"] = Field("min", description="min for losses, max for accuracies")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObjectiveConfig":
+        natural = OBJECTIVE_METRICS.get(self.metric)
+        if natural is None:
+            raise _Problems([("metric", f"must be one of {', '.join(OBJECTIVE_METRICS)}, got {self.metric!r}")])
+        if self.mode != natural:
+            kind = "a loss" if natural == "min" else "an accuracy"
+            raise _Problems([("mode", f"{self.metric} is {kind}: use {natural}, got {self.mode!r}")])
+        return self
+
+
+class SamplerConfig(_Strict):
+    type: Literal[SAMPLERS] = Field(
+        "tpe",
+        description="Optuna sampler: tpe (default, mixed spaces), gp (few expensive trials), cmaes (continuous), "
+        "random, grid (every point of a finite space), qmc (quasi-random cover)",
+    )
+    seed: int = Field(0, ge=0, description="sampler seed: same seed, same suggestions in the same order")
+    n_startup_trials: int | None = Field(
+        None, ge=0, description="random trials before tpe/gp/cmaes start modelling (None: Optuna's default)"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "SamplerConfig":
+        if self.n_startup_trials is not None and self.type not in ("tpe", "gp", "cmaes"):
+            raise _Problems(
+                [("n_startup_trials", f"only tpe, gp and cmaes have start-up trials, got sampler.type {self.type!r}")]
+            )
+        return self
+
+
+class SchedulerConfig(_Strict):
+    type: Literal["asha", "none"] = Field(
+        "none", description="asha stops weak trials early (saves compute, biases against slow starters); none runs all"
+    )
+    grace_period: int = Field(
+        1, ge=1, description="asha: optimizer steps a trial makes before it can be stopped (ASHA's time is `step`)"
+    )
+    reduction_factor: float = Field(2, gt=1, description="asha: 1/reduction_factor of the trials go on at each rung")
+    max_t: int | None = Field(
+        None, ge=1, description="asha: the last rung, in optimizer steps; None: trial.train.max_steps"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "SchedulerConfig":
+        problems = []
+        if self.type == "none":
+            for key in sorted(self.model_fields_set - {"type"}):
+                problems.append((key, f"only used by scheduler.type asha, got type 'none'"))
+        if self.max_t is not None and self.grace_period > self.max_t:
+            problems.append(("grace_period", f"must be <= max_t, got grace_period={self.grace_period}, max_t={self.max_t}"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class TrackingConfig(_Strict):
+    uri: str = Field(
+        "sqlite:///mlruns.db",
+        description="MLflow tracking URI; a relative sqlite path is made absolute against the launch directory",
+    )
+    experiment: str | None = Field(None, description="MLflow experiment (None: the study name)")
+
+    def absolute_uri(self, base_dir: str | Path | None = None) -> str:
+        """``uri`` with a relative file path made absolute (``qstudy.tracking.absolute_tracking_uri``)."""
+        from qstudy.tracking import absolute_tracking_uri  # path logic only: no mlflow import
+
+        return absolute_tracking_uri(self.uri, base_dir)
+
+
+class ParamSpec(_Strict):
+    """One searched setting, mirroring ``optuna.distributions``."""
+
+    type: Literal["float", "int", "categorical"] = Field(
+        description="float (FloatDistribution), int (IntDistribution) or categorical (CategoricalDistribution)"
+    )
+    low: Number = Field(None, description="float/int: smallest value (inclusive)")
+    high: Number = Field(None, description="float/int: largest value (inclusive)")
+    log: bool = Field(False, description="float/int: sample log-uniformly (needs low > 0); for scales like lr")
+    step: Number = Field(None, description="float/int: spacing of the values (makes a float space a finite grid)")
+    choices: list[Any] | None = Field(None, description="categorical: the values (str, int, float, bool or null)")
+
+    @field_validator("choices")
+    @classmethod
+    def _scalar_choices(cls, choices: list[Any] | None) -> list[Any] | None:
+        for value in choices or ():
+            if value is not None and not isinstance(value, (bool, int, float, str)):
+                raise ValueError(f"must be str, int, float, bool or null (Optuna's rule), got {value!r}")
+        return choices
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParamSpec":
+        problems: list[tuple[str, str]] = []
+        if self.type == "categorical":
+            if not self.choices:
+                problems.append(("choices", f"type categorical needs a non-empty list of choices, got {self.choices!r}"))
+            for key in ("low", "high", "step"):
+                if getattr(self, key) is not None:
+                    problems.append((key, f"not used by type categorical (use choices), got {getattr(self, key)!r}"))
+            if self.log:
+                problems.append(("log", "not used by type categorical, got True"))
+            if problems:
+                raise _Problems(problems)
+            return self
+        if self.choices is not None:
+            problems.append(("choices", f"only for type categorical, got type {self.type!r}"))
+        for key in ("low", "high"):
+            value = getattr(self, key)
+            if value is None:
+                problems.append((key, f"required for type {self.type}"))
+            elif self.type == "int" and not isinstance(value, int):
+                problems.append((key, f"must be an integer for type int, got {value!r}"))
+            elif not math.isfinite(value):
+                problems.append((key, f"must be finite, got {value!r}"))
+        if self.step is not None:
+            if self.type == "int" and not isinstance(self.step, int):
+                problems.append(("step", f"must be an integer for type int, got {self.step!r}"))
+            elif not self.step > 0:
+                problems.append(("step", f"must be > 0, got {self.step!r}"))
+        if problems:
+            raise _Problems(problems)
+        low, high, step = self.low, self.high, self.step
+        if high < low:
+            problems.append(("high", f"must be >= low, got low={low!r}, high={high!r}"))
+        if self.log and low <= 0:
+            problems.append(("low", f"must be > 0 with log: true, got {low!r}"))
+        if self.log and step is not None and not (self.type == "int" and step == 1):
+            problems.append(("step", f"cannot be combined with log: true (Optuna's rule), got {step!r}"))
+        if step is not None and high >= low and not problems:
+            n = round((high - low) / step)
+            if abs(low + n * step - high) > 1e-9 * max(1.0, abs(high)):
+                problems.append(("high", f"high - low must be a multiple of step, got low={low!r}, high={high!r}, step={step!r}"))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @property
+    def is_finite(self) -> bool:
+        """True if the space has finitely many values (a grid): categorical, int, float with step."""
+        return self.type != "float" or self.step is not None
+
+    def grid_values(self) -> list[Any]:
+        """Every value of a finite space, in order (for Optuna's GridSampler)."""
+        if self.type == "categorical":
+            return list(self.choices)
+        if self.type == "int":
+            return list(range(self.low, self.high + 1, self.step or 1))
+        if self.step is None:
+            raise ValueError("a float space without step has no finite grid")
+        n = round((self.high - self.low) / self.step)
+        # Rounded so 0.1 * 3 is 0.3: grid points become MLflow params and YAML values.
+        return [round(self.low + i * self.step, 12) for i in range(n + 1)]
+
+    def bounds(self) -> list[tuple[str, Any]]:
+        """The values that bound what the space can produce, each with its key: low, high or choices.i."""
+        if self.type == "categorical":
+            return [(f"choices.{i}", value) for i, value in enumerate(self.choices)]
+        return [("low", self.low), ("high", self.high)]
+
+    def contains(self, value: Any) -> bool:
+        """True if ``value`` is a point of the space (categorical: one of the choices)."""
+        if self.type == "categorical":
+            return value in self.choices
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
+
+    def to_optuna(self):
+        """The ``optuna.distributions`` object of this space."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.type == "categorical":
+            return CategoricalDistribution(self.choices)
+        if self.type == "int":
+            return IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
+        return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
+
+
+# -------------------------------------------------------------------------------- study
+
+
+class StudyConfig(_Strict):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="study name: Ray experiment, MLflow parent run, output folder (default: the file's stem)",
+    )
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig, description="what the search optimises")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="how Optuna suggests trials")
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="Tune trial scheduler")
+    num_samples: int = Field(ge=1, description="trials in all, baselines included")
+    max_concurrent: int = Field(
+        1, ge=1, description="trials at once; more is faster, but the sampler learns from fewer finished trials"
+    )
+    trial_timeout_s: float = Field(3600, gt=0, description="wall-clock limit per trial; a stuck trial ends as failed")
+    trial_retries: int = Field(
+        0, ge=0, description="Tune-level retries of a failed trial (worker restarts are trial.resources.max_failures)"
+    )
+    space: dict[str, ParamSpec] = Field(
+        default_factory=dict, description="searched settings: dotted path into the trial config -> distribution"
+    )
+    baselines: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="trials run first, each mapping dotted paths to values (AdamW control: "
+        "{optimizer.quantum_weight: 0.0}); searched keys it leaves out are sampled",
+    )
+    trial: TrialConfig = Field(description="the fixed trial settings; searched and baseline keys override them")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where MLflow records the study")
+    storage_path: str = Field(
+        "qstudy_runs", description="Ray Tune / Train results and checkpoints (relative: to the launch directory)"
+    )
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment: ``tracking.experiment``, else the study name."""
+        return self.tracking.experiment or self.name
+
+    def tracking_uri_absolute(self, base_dir: str | Path | None = None) -> str:
+        """The tracking URI with a relative sqlite / file path made absolute against ``base_dir``
+        (default: the current directory). Ray changes trials' working directories, so the
+        driver must always hand MLflow an absolute URI."""
+        return self.tracking.absolute_uri(base_dir)
+
+    def storage_path_absolute(self, base_dir: str | Path | None = None) -> str:
+        """``storage_path`` made absolute against ``base_dir`` (default: the current directory)."""
+        path = Path(self.storage_path).expanduser()
+        return str(path if path.is_absolute() else (Path(base_dir or Path.cwd()) / path).resolve())
+
+    def optuna_space(self) -> dict[str, Any]:
+        """The searched settings as ``optuna.distributions``, keyed by dotted path."""
+        return {key: spec.to_optuna() for key, spec in self.space.items()}
+
+    def build_sampler(self):
+        """The Optuna sampler of ``sampler:``, its parameter names the dotted paths."""
+        import optuna
+
+        cfg = self.sampler
+        startup = {} if cfg.n_startup_trials is None else {"n_startup_trials": cfg.n_startup_trials}
+        if cfg.type == "tpe":
+            return optuna.samplers.TPESampler(seed=cfg.seed, **startup)
+        if cfg.type == "gp":
+            return optuna.samplers.GPSampler(seed=cfg.seed, **startup)
+        if cfg.type == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=cfg.seed, **startup)
+        if cfg.type == "random":
+            return optuna.samplers.RandomSampler(seed=cfg.seed)
+        if cfg.type == "qmc":
+            return optuna.samplers.QMCSampler(seed=cfg.seed)
+        return optuna.samplers.GridSampler({key: spec.grid_values() for key, spec in self.space.items()}, seed=cfg.seed)
+
+    def grid_size(self) -> int | None:
+        """Points of the space's grid (product of every entry's values); None if not finite."""
+        if not all(spec.is_finite for spec in self.space.values()):
+            return None
+        return math.prod(len(spec.grid_values()) for spec in self.space.values())
+
+    def asha_max_t(self) -> int:
+        """ASHA's last rung in optimizer steps: ``scheduler.max_t``, else ``train.max_steps``.
+
+        ASHA's time is the reported ``step``, not Tune's ``training_iteration``, which
+        keeps counting across a worker restart (FIELD-NOTES) and would misplace rungs.
+        """
+        return self.scheduler.max_t or self.trial.train.max_steps
+
+    def trial_config(self, values: dict[str, Any]) -> TrialConfig:
+        """The fixed trial config with ``values`` (a sampled point, a baseline) set."""
+        return apply_overrides(self.trial, values)
+
+    @model_validator(mode="after")
+    def _check(self, info: ValidationInfo) -> "StudyConfig":
+        # `unchecked`: parts that failed their own validation and were replaced by a
+        # placeholder to find the other problems too (see _validate); skip checks on them.
+        unchecked = set((info.context or {}).get("unchecked", ()))
+        problems = _study_problems(self, unchecked)
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+# ------------------------------------------------------------------------- cross checks
+
+
+def _study_problems(study: StudyConfig, unchecked: set[str]) -> list[tuple[str, str]]:
+    """Cross-field problems as ``(dotted key, message)``; parts in ``unchecked`` are skipped."""
+    trial_ok = "trial" not in unchecked
+    grid = "sampler" not in unchecked and study.sampler.type == "grid"
+    # A space entry that failed its own checks was left out: skip the checks of the whole space.
+    space_ok = not any(part == "space" or part.startswith("space.") for part in unchecked)
+    problems: list[tuple[str, str]] = []
+    if not study.space and space_ok:
+        example = "optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}"
+        problems.append(("space", f"must name at least one searched setting, e.g. {example}"))
+    if "objective" not in unchecked and trial_ok:
+        problems += _objective_problems(study)
+    if "scheduler" not in unchecked and trial_ok and study.scheduler.type == "asha":
+        steps = study.trial.train.max_steps
+        if study.scheduler.grace_period > steps:
+            problems.append(("scheduler.grace_period", f"must be <= trial.train.max_steps = {steps} (ASHA's time is the "
+                             f"optimizer step), got {study.scheduler.grace_period}"))
+    space_problems = _space_problems(study, grid, trial_ok)
+    problems += space_problems
+    space_ok = space_ok and not space_problems
+    for i, baseline in enumerate(study.baselines):
+        if f"baselines.{i}" not in unchecked:
+            problems += _baseline_problems(study, i, baseline, grid and space_ok, trial_ok)
+    if "num_samples" not in unchecked:
+        problems += _count_problems(study, grid and space_ok, "max_concurrent" not in unchecked)
+    return problems
+
+
+def _objective_problems(study: StudyConfig) -> list[tuple[str, str]]:
+    metric, data = study.objective.metric, study.trial.data
+    if metric == "eval_accuracy" and data.task != "classification":
+        return [("objective.metric", "eval_accuracy is reported only for data.task classification, "
+                 f"got trial.data.task {data.task!r}")]
+    if metric == "gsm8k_accuracy" and (data.task == "classification" or data.generate_examples == 0):
+        return [("objective.metric", "gsm8k_accuracy is reported only for GSM8K tasks with data.generate_examples > 0, "
+                 f"got trial.data.task {data.task!r}, generate_examples {data.generate_examples}")]
+    return []
+
+
+def _space_problems(study: StudyConfig, grid: bool, trial_ok: bool) -> list[tuple[str, str]]:
+    problems = []
+    for key, spec in study.space.items():
+        where = f"space.{key}"
+        problem = _resolve_problem(key)
+        if problem:
+            problems.append((where, problem))
+            continue
+        problem = _kind_problem(key, spec)
+        if problem:
+            problems.append((f"{where}.type", problem))
+            continue
+        if grid and not spec.is_finite:
+            problems.append((where, "sampler.type grid needs a finite space: categorical, int, or float with step, "
+                             f"got type float without step (low={spec.low!r}, high={spec.high!r})"))
+        if not trial_ok:
+            continue
+        # Each end of the range (each choice) put into the fixed trial: what would the trial say?
+        for bound, value in spec.bounds():
+            for loc, message in _override_problems(study.trial, {key: value}):
+                if loc != key:  # another setting (or the whole trial) refuses this value
+                    message = f"with {key}={value!r}: {loc + ': ' if loc else ''}{message}"
+                problems.append((f"{where}.{bound}", message))
+    return problems
+
+
+def _baseline_problems(
+    study: StudyConfig, i: int, baseline: dict[str, Any], grid: bool, trial_ok: bool
+) -> list[tuple[str, str]]:
+    where = f"baselines.{i}"
+    if not baseline:
+        return [(where, "an empty baseline is no control; set e.g. optimizer.quantum_weight: 0.0")]
+    problems = []
+    for key, value in baseline.items():
+        problem = _resolve_problem(str(key))
+        spec = study.space.get(key)
+        if problem:
+            problems.append((f"{where}.{key}", problem))
+        elif spec is not None and spec.type == "categorical" and not spec.contains(value):
+            # Optuna refuses a fixed categorical value outside the choices.
+            problems.append((f"{where}.{key}", f"must be one of the space's choices {spec.choices!r}, got {value!r}"))
+    if grid:
+        missing = [key for key in study.space if key not in baseline]
+        if missing:
+            problems.append((where, "sampler.type grid runs a baseline only if it sets every searched key "
+                             f"(Optuna's GridSampler), missing: {', '.join(missing)}"))
+    if trial_ok and not any(key.startswith(f"{where}.") and "unknown trial setting" in m for key, m in problems):
+        for loc, message in _override_problems(study.trial, baseline):
+            if loc in baseline:
+                problems.append((f"{where}.{loc}", message))
+            else:  # another setting (or the whole trial) refuses the baseline's values
+                problems.append((where, f"{loc}: {message}" if loc else message))
+    return problems
+
+
+def _count_problems(study: StudyConfig, grid: bool, max_concurrent_ok: bool) -> list[tuple[str, str]]:
+    n, n_baselines = study.num_samples, len(study.baselines)
+    problems = []
+    if n < n_baselines:
+        problems.append(("num_samples", f"must be >= the number of baselines ({n_baselines}), which run first and "
+                         f"count as trials, got {n}"))
+    if max_concurrent_ok and study.max_concurrent > n:
+        problems.append(("max_concurrent", f"must be <= num_samples ({n}), got {study.max_concurrent}"))
+    size = study.grid_size() if grid and study.space else None
+    if size is not None and n > size + n_baselines:
+        problems.append(("num_samples", f"sampler.type grid has {size} points + {n_baselines} baselines "
+                         f"= {size + n_baselines} trials at most, got {n}"))
+    return problems
+
+
+def _field_at(path: str):
+    """(FieldInfo of the trial setting at ``path``, None) or (None, problem)."""
+    parts = path.split(".")
+    model: type[BaseModel] = TrialConfig
+    for depth, part in enumerate(parts):
+        here = ".".join(parts[:depth])
+        field = model.model_fields.get(part)
+        if field is None:
+            if depth == 0:
+                sections = [n for n, f in model.model_fields.items() if _submodel(f.annotation)]
+                leaves = [n for n in model.model_fields if n not in sections]
+                return None, (f"unknown trial setting; allowed at the top level: {', '.join(leaves)}, "
+                              f"or a dotted key into {', '.join(sections)} (e.g. optimizer.lr)")
+            return None, f"unknown trial setting; allowed under {here}: {', '.join(model.model_fields)}"
+        sub = _submodel(field.annotation)
+        last = depth == len(parts) - 1
+        if last:
+            if sub is not None:
+                return None, f"names the section {path}, not a setting; allowed under {path}: {', '.join(sub.model_fields)}"
+            return field, None
+        if sub is None:
+            return None, f"unknown trial setting; {'.'.join(parts[: depth + 1])} is a setting, not a section"
+        model = sub
+    raise AssertionError("unreachable")
+
+
+def _resolve_problem(path: str) -> str | None:
+    return _field_at(path)[1]
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _kind_problem(path: str, spec: ParamSpec) -> str | None:
+    """A type mismatch between a space and the setting it searches."""
+    field, _ = _field_at(path)
+    annotation = field.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    if annotation is bool:
+        kind = "bool"
+    elif annotation is int:
+        kind = "int"
+    elif annotation is float:
+        kind = "float"
+    elif annotation is str or typing.get_origin(annotation) is Literal:
+        kind = "str"
+    else:
+        return (f"{path} is a {getattr(annotation, '__name__', annotation)} setting and cannot be searched "
+                "(Optuna samples single values); set it under trial: or in baselines")
+    allowed = {"bool": ("categorical",), "str": ("categorical",), "int": ("int", "categorical"), "float": ("float", "int", "categorical")}[kind]
+    if spec.type not in allowed:
+        return f"{path} takes {kind} values: use type {' or '.join(allowed)}, got {spec.type!r}"
+    return None
+
+
+def _override_problems(trial: TrialConfig, values: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the trial config says of itself with ``values`` set: ``(dotted key, message)``."""
+    try:
+        apply_overrides(trial, values)
+    except _Problems as err:
+        return err.items
+    return []
+
+
+def apply_overrides(trial: TrialConfig, values: dict[str, Any]) -> TrialConfig:
+    """A validated copy of ``trial`` with each dotted path in ``values`` set.
+
+    Args:
+        trial: the fixed trial config (not modified).
+        values: dotted path (``optimizer.quantum_weight``, ``seed``) -> value.
+
+    Returns:
+        A new TrialConfig.
+
+    Raises:
+        ValueError: naming the key, for an unknown path or a value the trial config refuses,
+            e.g. ``optimizer.quantum_weight: input should be greater than or equal to 0, got -1``.
+    """
+    data = trial.model_dump()
+    for key, value in values.items():
+        problem = _resolve_problem(str(key))
+        if problem:
+            raise _Problems([(str(key), problem)])
+        *sections, leaf = str(key).split(".")
+        node = data
+        for part in sections:
+            node = node[part]
+        node[leaf] = value
+    try:
+        return TrialConfig.model_validate(data)
+    except ValidationError as err:
+        items = []
+        for line in format_validation_error(err, "", TrialConfig):
+            line = line[2:]  # drop the empty source's ": "
+            key, sep, message = line.partition(": ")
+            # A model-level problem (loc empty) reads "train.global_batch_size must be ...".
+            items.append((key, message) if sep and " " not in key else ("", line))
+        raise _Problems(items) from None
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def is_study_file(data: dict[str, Any]) -> bool:
+    """True if a YAML mapping is a study (it has a study-only key such as ``trial:`` or
+    ``space:``), False if it is a trial config (``qstudy train FILE``)."""
+    return bool(set(data) & (set(StudyConfig.model_fields) - set(TrialConfig.model_fields)))
+
+
+# Stand-ins for a required part that failed its own validation, so the rest still gets
+# its cross checks (the part is then marked unchecked).
+_PLACEHOLDERS = {"name": "study", "num_samples": 1, "trial": {}, "space": {}}
+
+
+def _format(err: ValidationError, source: str | Path) -> list[str]:
+    """format_validation_error, with each _Problems item on its own keyed line."""
+    lines = []
+    for problem, line in zip(err.errors(include_url=False), format_validation_error(err, source, StudyConfig)):
+        raised = (problem.get("ctx") or {}).get("error")
+        if not isinstance(raised, _Problems):
+            lines.append(line)
+            continue
+        loc = ".".join(str(part) for part in problem["loc"])
+        for key, message in raised.items:
+            full = ".".join(part for part in (loc, key) if part)
+            lines.append(f"{source}: {full}: {message}" if full else f"{source}: {message}")
+    return lines
+
+
+def _validate(data: dict[str, Any], source: str | Path) -> tuple[StudyConfig | None, list[str]]:
+    """The study, or every problem: the model's own, then (with the failing parts replaced by
+    placeholders) the cross checks of the parts that are fine."""
+    try:
+        return StudyConfig.model_validate(data), []
+    except ValidationError as err:
+        lines = _format(err, source)
+        if all(not problem["loc"] for problem in err.errors(include_url=False)):
+            return None, lines  # only the cross checks failed: nothing to prune
+        pruned, unchecked = dict(data), set()
+        space = dict(data["space"]) if isinstance(data.get("space"), dict) else None
+        baselines = list(data["baselines"]) if isinstance(data.get("baselines"), list) else None
+        for problem in err.errors(include_url=False):
+            loc = problem["loc"]
+            if not loc:
+                continue  # the cross checks themselves: already reported
+            head = str(loc[0])
+            if head == "space" and len(loc) > 1 and space is not None:
+                space.pop(loc[1], None)
+                unchecked.add(f"space.{loc[1]}")
+            elif head == "baselines" and len(loc) > 1 and baselines is not None:
+                baselines[int(loc[1])] = {}
+                unchecked.add(f"baselines.{loc[1]}")
+            else:
+                unchecked.add(head)
+                pruned.pop(head, None)
+                if head in _PLACEHOLDERS:
+                    pruned[head] = _PLACEHOLDERS[head]
+        if space is not None and "space" not in unchecked:
+            pruned["space"] = space
+        if baselines is not None and "baselines" not in unchecked:
+            pruned["baselines"] = baselines
+        try:
+            StudyConfig.model_validate(pruned, context={"unchecked": unchecked})
+        except ValidationError as again:
+            lines += [line for line in _format(again, source) if line not in lines]
+        return None, lines
+
+
+def load_study_config(path: str | Path, check_paths: bool = True) -> StudyConfig:
+    """Loads and validates a study file; raises one ConfigError listing every problem.
+
+    Args:
+        path: the study YAML (``search_spaces/*.yaml``).
+        check_paths: also check the fixed trial's data files and model checkpoint on this
+            machine (``qstudy.train._preflight.check_paths``); off to validate a cluster
+            study on a laptop.
+
+    Returns:
+        The validated StudyConfig; ``name`` defaults to the file's stem.
+    """
+    data = load_yaml(path)
+    data.setdefault("name", Path(path).stem)
+    study, lines = _validate(data, path)
+    if check_paths:
+        try:
+            trial = study.trial if study is not None else TrialConfig.model_validate(data.get("trial"))
+        except ValidationError:
+            trial = None  # its problems are listed already
+        if trial is not None:
+            # Import here: config sits below train in the import order; the study loader is
+            # the one place that reaches up, for checks that need the file system.
+            from qstudy.train._preflight import check_paths as check_trial_paths
+
+            lines += check_trial_paths(trial, str(path), prefix="trial.")
+    if lines:
+        raise ConfigError(lines)
+    return study

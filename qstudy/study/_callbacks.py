@@ -1,0 +1,138 @@
+"""Driver-side Tune callbacks: MLflow tracking (the one writer) and the progress table."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from qstudy.study._searcher import OVERRIDES_KEY, TRIAL_ID_KEY, status_of
+
+__all__ = ["TrackingCallback", "ProgressCallback", "short_names"]
+
+
+
+def short_names(keys) -> dict[str, str]:
+    """Dotted key -> its last part where that is unique among ``keys``, else the key."""
+    lasts = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (last if lasts.count(last) == 1 else k) for k, last in zip(keys, lasts)}
+
+
+def _trial_id(trial) -> str:
+    return trial.config.get(TRIAL_ID_KEY, trial.trial_id)
+
+
+def _values(trial) -> dict[str, Any]:
+    return {k: v for k, v in trial.config.items() if k not in ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY)}
+
+
+class TrackingCallback(Callback):
+    """Logs every trial to MLflow through ``StudyTracker``, from the driver only."""
+
+    def __init__(self, tracker, trial_config_of):
+        self.tracker = tracker
+        self._trial_config_of = trial_config_of  # values -> full trial config dict
+        self.statuses: dict[str, str] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        values = _values(trial)
+        self.tracker.start_trial(_trial_id(trial), values, self._trial_config_of(values))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        tid = _trial_id(trial)
+        step = result.get("step")
+        self.results[tid] = result
+        if step is not None:
+            self.tracker.log_metrics(tid, _numeric(result), int(step))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        tid = _trial_id(trial)
+        status = status_of(trial.last_result, error=False)
+        self.statuses[tid] = status
+        self.tracker.end_trial(tid, status)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        tid = _trial_id(trial)
+        self.statuses[tid] = "failed"
+        error = getattr(trial, "error_msg", None) or getattr(trial, "error_file", None)
+        self.tracker.end_trial(tid, "failed", error=str(error) if error else None)
+
+
+def _numeric(result: dict[str, Any]) -> dict[str, float]:
+    skip = {"step", "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
+            "iterations_since_restore", "done"}
+    return {k: float(v) for k, v in result.items() if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class ProgressCallback(Callback):
+    """Prints the trial table (status, λ, qubits, depth, latest objective, elapsed)
+    every ``interval_s`` while the study runs, and on every trial's end."""
+
+    def __init__(self, metric: str, columns: list[str], interval_s: float = 15.0, printer=print):
+        self.metric = metric
+        self.columns = list(columns)
+        self.interval_s = interval_s
+        self.printer = printer
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.monotonic() - self._last >= self.interval_s:
+            self._print(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._print(trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._print(trials)
+
+    def _print(self, trials) -> None:
+        self._last = time.monotonic()
+        rows = [_row(t, self.metric, self.columns) for t in trials]
+        header = f"[{time.monotonic() - self._started:6.0f}s]"
+        self.printer(format_table(rows, self.metric, self.columns, header=header))
+
+
+def _row(trial, metric: str, columns: list[str]) -> dict[str, Any]:
+    result = trial.last_result or {}
+    status = trial.status
+    if status == "TERMINATED":
+        status = status_of(result, error=False)
+    elif status == "ERROR":
+        status = "failed"
+    else:
+        status = status.lower()
+    return {
+        "trial": _trial_id(trial),
+        "status": status,
+        **{k: trial.config.get(k) for k in columns},
+        "step": result.get("step"),
+        metric: result.get(metric),
+        "elapsed_s": result.get("time_total_s"),
+    }
+
+
+def format_table(rows: list[dict[str, Any]], metric: str, columns: list[str], header: str = "") -> str:
+    """A plain-text table: trial, status, the searched values, step, objective, elapsed."""
+    names = short_names(columns)
+    cols = ["trial", "status", *columns, "step", metric, "elapsed_s"]
+    titles = ["trial", "status", *[names[c] for c in columns], "step", metric, "elapsed_s"]
+    cells = [[_fmt(r.get(c)) for c in cols] for r in sorted(rows, key=lambda r: r["trial"])]
+    widths = [max(len(t), *(len(c[i]) for c in cells)) if cells else len(t) for i, t in enumerate(titles)]
+    lines = [header] if header else []
+    lines.append("  ".join(t.ljust(w) for t, w in zip(titles, widths)))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,200 @@
+"""``qstudy sweep``: a study as Ray Tune over the StudySearcher, tracked in MLflow."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["run_study", "study_paths"]
+
+# A trial's driver (the Tune function that runs its TorchTrainer) reserves no CPU: its
+# workers reserve theirs in their own placement group. Tune refuses a bundle of {"CPU": 0}
+# alone ("empty head and zero worker bundles"); a token of memory makes it non-empty and
+# needs no custom resource on the cluster.
+_TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 1024**2}
+
+
+def study_paths(study, base_dir: str | Path | None = None) -> dict[str, str]:
+    """Absolute paths of a study's output: Ray storage, Optuna storage, MLflow URI."""
+    from qstudy.tracking import absolute_tracking_uri
+
+    base = Path(base_dir or os.getcwd())
+    storage = (base / study.storage_path).resolve()
+    out = storage / study.name
+    return {
+        "storage_path": str(storage),
+        "output": str(out),
+        "optuna_url": f"sqlite:///{out / 'optuna.db'}",
+        "tracking_uri": absolute_tracking_uri(study.tracking.uri, base),
+    }
+
+
+def run_study(study, source: str, address: str | None = None, printer=print, progress_interval_s: float = 15.0) -> dict[str, Any]:
+    """Runs (or resumes) a study to ``num_samples`` finished trials and prints its summary.
+
+    Input problems (placement included) are raised as ConfigError before MLflow is
+    written or a trial starts. Re-running a study continues it: finished trials are
+    kept, trials a killed driver left running are re-run under their own id.
+
+    Returns:
+        ``{"trials": [...], "best": {...} | None, "tracking_uri", "output"}``.
+    """
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+
+    from qstudy.config import apply_overrides
+    from qstudy.study._callbacks import ProgressCallback, TrackingCallback
+    from qstudy.study._searcher import StudySearcher, create_sampler, trial_name
+    from qstudy.study._trial_fn import run_study_trial
+    from qstudy.tracking import StudyTracker
+    from qstudy.train import init_ray, worker_env
+    from qstudy.train._preflight import check_placement, raise_if
+
+    paths = study_paths(study)
+    init_ray(address, {**worker_env(study.trial), "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"})
+    raise_if(check_placement(study.trial, source, prefix="trial."))
+
+    Path(paths["output"]).mkdir(parents=True, exist_ok=True)
+    space = {key: spec.to_optuna() for key, spec in study.space.items()}
+    searcher = StudySearcher(
+        study_name=study.name,
+        storage_url=paths["optuna_url"],
+        space=space,
+        sampler=create_sampler(study.sampler, space),
+        metric=study.objective.metric,
+        mode=study.objective.mode,
+        num_samples=study.num_samples,
+        baselines=[dict(b) for b in study.baselines],
+    )
+    tracker = StudyTracker(paths["tracking_uri"], study.tracking.experiment or study.name, study.name)
+    tracker.start_study(
+        params={
+            "study": study.name,
+            "num_samples": study.num_samples,
+            "max_concurrent": study.max_concurrent,
+            "objective": f"{study.objective.mode} {study.objective.metric}",
+            "sampler": study.sampler.type,
+            "sampler_seed": study.sampler.seed,
+            "scheduler": study.scheduler.type,
+            "searched": ", ".join(study.space),
+        },
+        artifacts={
+            "study.yaml": Path(source).read_text() if Path(source).is_file() else json.dumps(study.model_dump(mode="json")),
+            "space.json": json.dumps({k: v.model_dump(mode="json") for k, v in study.space.items()}, indent=2),
+        },
+    )
+    tracker.close_orphans()
+
+    columns = _columns(study)
+    results: dict[str, dict[str, Any]] = {}
+    remaining = searcher.remaining()
+    if remaining:
+        base_trial = study.trial
+
+        def trial_config_of(values: dict[str, Any]) -> dict[str, Any]:
+            return apply_overrides(base_trial, values).model_dump(mode="json")
+
+        tracking = TrackingCallback(tracker, trial_config_of)
+        scheduler = None
+        if study.scheduler.type == "asha":
+            scheduler = ASHAScheduler(
+                time_attr="step",
+                grace_period=study.scheduler.grace_period,
+                reduction_factor=study.scheduler.reduction_factor,
+                max_t=study.asha_max_t(),
+            )
+        tuner = tune.Tuner(
+            tune.with_resources(run_study_trial, _TRIAL_DRIVER_RESOURCES),
+            param_space={
+                "qstudy": {
+                    "name": study.name,
+                    "trial": study.trial.model_dump(mode="json"),
+                    "storage_path": paths["storage_path"],
+                    "trial_timeout_s": study.trial_timeout_s,
+                }
+            },
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent),
+                scheduler=scheduler,
+                metric=study.objective.metric,
+                mode=study.objective.mode,
+                num_samples=remaining,
+                max_concurrent_trials=study.max_concurrent,
+                trial_name_creator=lambda t: f"{study.name}/{t.config.get('qstudy_trial_id', t.trial_id)}",
+                trial_dirname_creator=lambda t: str(t.config.get("qstudy_trial_id", t.trial_id)),
+            ),
+            run_config=tune.RunConfig(
+                name=f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}",
+                storage_path=str(Path(paths["output"]) / "tune"),
+                callbacks=[tracking, ProgressCallback(study.objective.metric, columns, progress_interval_s, printer)],
+                failure_config=tune.FailureConfig(max_failures=study.trial_retries),
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+        results = tracking.results
+
+    summary = _summary(study, searcher, tracker, paths, source, columns, results)
+    printer(summary["text"])
+    tracker.finish_study(summary["best"], summary["text"])
+    return summary
+
+
+def _columns(study) -> list[str]:
+    """The searched keys, then keys only baselines set (e.g. optimizer.response)."""
+    columns = list(study.space)
+    for baseline in study.baselines:
+        columns += [k for k in baseline if k not in columns]
+    return columns
+
+
+def _summary(study, searcher, tracker, paths, source: str, columns, results) -> dict[str, Any]:
+    from qstudy.study._callbacks import format_table
+    from qstudy.study._searcher import trial_name
+    from qstudy.tracking import is_server_uri, ui_command
+
+    metric = study.objective.metric
+    runs = tracker.trial_runs()
+    rows = []
+    for t in sorted(searcher.study.get_trials(deepcopy=False), key=lambda t: t.number):
+        tid = trial_name(t.number)
+        run = runs.get(tid, {})
+        latest = {**run.get("metrics", {}), **results.get(tid, {})}
+        rows.append(
+            {
+                "trial": tid,
+                "status": t.user_attrs.get("qstudy.status", t.state.name.lower()),
+                **{k: v for k, v in t.params.items()},
+                **json.loads(t.user_attrs.get("qstudy.overrides", "{}")),
+                "step": latest.get("step"),
+                metric: t.value if t.value is not None else latest.get(metric),
+                "elapsed_s": latest.get("time_total_s"),
+            }
+        )
+    complete = [r for r in rows if r["status"] == "completed" and r[metric] is not None]
+    best = None
+    if complete:
+        pick = min if study.objective.mode == "min" else max
+        b = pick(complete, key=lambda r: r[metric])
+        best = {"trial_id": b["trial"], "metric": metric, "value": b[metric], "params": {k: b.get(k) for k in study.space}}
+    uri = paths["tracking_uri"]
+    if is_server_uri(uri):
+        ui = f"open {uri} in a browser (experiment {study.tracking.experiment or study.name!r})"
+    else:
+        ui = f"qstudy ui {source}    # runs: {' '.join(ui_command(uri))}"
+    lines = [
+        "",
+        f"study {study.name}: {len([r for r in rows if r['status'] != 'running'])}/{study.num_samples} trials",
+        format_table(rows, metric, columns),
+        "",
+        f"best: {best['trial_id']} {metric}={best['value']:.4g} {best['params']}" if best else "best: none completed",
+        f"MLflow store: {uri}",
+        f"Optuna storage: {paths['optuna_url']}",
+        f"Ray output: {paths['output']}",
+        f"MLflow UI: {ui}",
+    ]
+    return {"trials": rows, "best": best, "text": "\n".join(lines), "tracking_uri": uri, "output": paths["output"]}

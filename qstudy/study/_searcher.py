@@ -1,0 +1,192 @@
+"""The study's Tune searcher: an Optuna study in SQLite is the record of every trial.
+
+Ray's ``OptunaSearch`` keeps its Optuna study inside Tune's experiment state and tells
+trials stopped early as COMPLETE (FIELD-NOTES). qstudy instead keeps the Optuna study in
+its own storage (SQLite beside the study's output, readable with Optuna's tools) and:
+
+- numbers trials by Optuna trial number (``trial_0003``): the same id in Ray, MLflow and
+  the output folders, and across a resumed driver;
+- enqueues the study's baselines first (their searched values fixed, other settings as
+  overrides), so every study carries its control;
+- tells Optuna a trial's fate honestly: COMPLETE with the objective, PRUNED when the
+  scheduler stopped it, FAIL when it diverged or failed (user attr ``qstudy.status``);
+- on resume, re-runs trials a killed driver left RUNNING (same number, same params) and
+  samples only what is missing to reach ``num_samples``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from ray.tune.search import Searcher
+
+__all__ = ["StudySearcher", "trial_name", "create_sampler", "TRIAL_ID_KEY", "OVERRIDES_KEY"]
+
+TRIAL_ID_KEY = "qstudy_trial_id"
+OVERRIDES_KEY = "qstudy_overrides"
+_STATUS_ATTR = "qstudy.status"
+_BASELINE_ATTR = "qstudy.baseline"
+_OVERRIDES_ATTR = "qstudy.overrides"
+
+
+def trial_name(number: int) -> str:
+    return f"trial_{number:04d}"
+
+
+def create_sampler(sampler_config, space: dict):
+    """The Optuna sampler of ``sampler.type`` with its seed."""
+    import optuna
+
+    kind, seed = sampler_config.type, sampler_config.seed
+    startup = sampler_config.n_startup_trials
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **({"n_startup_trials": startup} if startup is not None else {}))
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed, **({"n_startup_trials": startup} if startup is not None else {}))
+    if kind == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, **({"n_startup_trials": startup} if startup is not None else {}))
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if kind == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed)
+    if kind == "grid":
+        return optuna.samplers.GridSampler({key: _grid_values(dist) for key, dist in space.items()}, seed=seed)
+    raise ValueError(f"unknown sampler type {kind!r}")
+
+
+def _grid_values(dist) -> list:
+    import optuna
+
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return list(dist.choices)
+    values, x = [], dist.low
+    while x <= dist.high + 1e-12:
+        values.append(x)
+        x = x + dist.step
+    return values
+
+
+class StudySearcher(Searcher):
+    """A Tune searcher over an Optuna study in ``storage`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        study_name: str,
+        storage_url: str,
+        space: dict[str, Any],
+        sampler,
+        metric: str,
+        mode: str,
+        num_samples: int,
+        baselines: list[dict[str, Any]],
+    ):
+        import optuna
+
+        super().__init__(metric=metric, mode=mode)
+        self._space = space
+        self._num_samples = num_samples
+        self._baselines = baselines
+        storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 30}})
+        self.study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=sampler,
+            direction="minimize" if mode == "min" else "maximize",
+            load_if_exists=True,
+        )
+        self._live: dict[str, int] = {}  # Tune trial id -> Optuna trial number
+        # Trials a killed driver left RUNNING: re-run with their own number and params.
+        self._rerun = [t for t in self.study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+
+    # ------------------------------------------------------------------ counts
+    def finished_numbers(self) -> list[int]:
+        import optuna
+
+        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+        return [t.number for t in self.study.get_trials(deepcopy=False) if t.state in done]
+
+    def remaining(self) -> int:
+        """Trials still to run: unfinished ones to re-run plus fresh ones to sample."""
+        return max(0, self._num_samples - len(self.finished_numbers()))
+
+    # ------------------------------------------------------------------ Tune API
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # space, metric and mode are fixed at construction
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+
+        if self._rerun:
+            frozen = self._rerun.pop(0)
+            number, params, attrs = frozen.number, dict(frozen.params), frozen.user_attrs
+        else:
+            started = len(self.study.get_trials(deepcopy=False))
+            if started >= self._num_samples:
+                return Searcher.FINISHED
+            baseline_index = started if started < len(self._baselines) else None
+            if baseline_index is not None:
+                baseline = self._baselines[baseline_index]
+                fixed = {k: v for k, v in baseline.items() if k in self._space}
+                overrides = {k: v for k, v in baseline.items() if k not in self._space}
+                self.study.enqueue_trial(
+                    fixed,
+                    user_attrs={_BASELINE_ATTR: baseline_index, _OVERRIDES_ATTR: json.dumps(overrides)},
+                    skip_if_exists=False,
+                )
+            trial = self.study.ask(fixed_distributions=self._space)
+            number, params, attrs = trial.number, dict(trial.params), trial.user_attrs
+        self._live[trial_id] = number
+        config = dict(params)
+        config.update(json.loads(attrs.get(_OVERRIDES_ATTR, "{}")))
+        config[TRIAL_ID_KEY] = trial_name(number)
+        config[OVERRIDES_KEY] = sorted(config)  # which keys are set per trial (for the tracker)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        number = self._live.get(trial_id)
+        value = result.get(self.metric)
+        step = result.get("step")
+        if number is None or not _finite(value) or step is None:
+            return
+        frozen = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+        if int(step) not in frozen.intermediate_values:
+            self.study._storage.set_trial_intermediate_value(frozen._trial_id, int(step), float(value))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        number = self._live.pop(trial_id, None)
+        if number is None:
+            return
+        status = status_of(result, error)
+        storage = self.study._storage
+        internal_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        storage.set_trial_user_attr(internal_id, _STATUS_ATTR, status)
+        value = (result or {}).get(self.metric)
+        if status == "completed" and _finite(value):
+            self.study.tell(number, float(value))
+        elif status == "pruned":
+            self.study.tell(number, state=TrialState.PRUNED)
+        else:
+            self.study.tell(number, state=TrialState.FAIL)
+
+    def save(self, checkpoint_path: str) -> None:  # the Optuna storage is the state
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+def status_of(result: dict | None, error: bool) -> str:
+    """completed / diverged / pruned (stopped before its last step) / failed."""
+    if error:
+        return "failed"
+    status = (result or {}).get("status")
+    if status in ("completed", "diverged", "failed"):
+        return status
+    return "pruned" if result else "failed"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

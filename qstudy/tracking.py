@@ -1,0 +1,577 @@
+"""MLflow tracking of a study: the only module of qstudy that imports mlflow.
+
+One writer: the study driver logs everything through one :class:`StudyTracker` (from a
+Tune callback), workers never touch the store, so the embedded default
+``sqlite:///mlruns.db`` is safe and a cluster can point at an ``mlflow server`` on the
+head node instead. The layout in MLflow::
+
+    experiment <experiment>
+      run <study>             tags qstudy.role=study, qstudy.study=<study>
+                              params: the study file flattened; artifacts study.yaml, space.json,
+                              summary.txt; at the end best_<metric> metrics, qstudy.best.* tags
+        run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status
+                              params: searched values (short names) + trial config (dotted names)
+                              metrics per step; artifact trial_config.json
+
+Re-running a study reuses its parent run and the child run of every trial id it has seen
+(never a duplicate run), and metric steps repeated after a worker restart are logged once.
+
+mlflow is imported inside the methods that need it: importing this module (for
+:func:`absolute_tracking_uri`, :func:`ui_command`) costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qstudy.errors import QStudyError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+__all__ = [
+    "TRIAL_STATUSES",
+    "StudyTracker",
+    "TrackingError",
+    "absolute_tracking_uri",
+    "is_server_uri",
+    "ui_command",
+]
+
+# qstudy.status of a trial -> the MLflow run status it ends with.
+TRIAL_STATUSES = {
+    "completed": "FINISHED",
+    "pruned": "FINISHED",
+    "diverged": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+}
+_STUDY_STATUSES = ("FINISHED", "FAILED", "KILLED")
+
+# MLflow's limits (mlflow/utils/validation.py): MLflow would truncate silently or refuse.
+_MAX_PARAM_CHARS = 6000
+_MAX_TAG_CHARS = 8000
+_MAX_PARAMS_TAGS_PER_BATCH = 100
+_MAX_METRICS_PER_BATCH = 1000
+_TRUNCATED = "...[truncated]"
+# Names MLflow accepts for params and metrics on every platform (a colon not on Windows).
+_BAD_NAME_CHARS = re.compile(r"[^/\w.\- ]")
+
+_TAG_STUDY = "qstudy.study"
+_TAG_ROLE = "qstudy.role"
+_TAG_TRIAL = "qstudy.trial_id"
+_TAG_STATUS = "qstudy.status"
+_TAG_ERROR = "qstudy.error"
+_TAG_PARENT = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
+
+
+class TrackingError(QStudyError):
+    """The tracking store cannot record the study as asked."""
+
+
+class StudyTracker:
+    """Logs one study to MLflow: a parent run, one nested child run per trial.
+
+    Call order in the study driver: :meth:`start_study`, :meth:`close_orphans` (on a
+    resumed study), then per trial :meth:`start_trial`, :meth:`log_metrics` per result,
+    :meth:`end_trial`; finally :meth:`finish_study`. Every method may be called again on a
+    resumed study: existing runs are reused, never duplicated.
+
+    Args:
+        tracking_uri: MLflow tracking URI; a relative ``sqlite:///`` URI is made absolute
+            first (Ray changes the working directory), see :func:`absolute_tracking_uri`.
+        experiment: MLflow experiment name; created if missing. For a SQLite store its
+            artifacts go to ``mlartifacts/`` next to the database file, not to the
+            working directory.
+        study: the study name: the parent run's name and the prefix of every trial run.
+
+    Raises:
+        TrackingError: the experiment exists but is deleted.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, study: str):
+        from mlflow import MlflowClient
+
+        self.tracking_uri = absolute_tracking_uri(tracking_uri)
+        self.experiment = experiment
+        self.study = study
+        # A client bound to this URI: no global mlflow.set_tracking_uri state.
+        self.client: MlflowClient = MlflowClient(self.tracking_uri)
+        self.experiment_id = self._experiment_id()
+        self.parent_run_id: str | None = None
+        self._trials: dict[str, str] = {}  # trial id -> run id
+        self._last_steps: dict[str, dict[str, int]] = {}  # trial id -> metric -> last step logged
+
+    # -- study -------------------------------------------------------------------------
+
+    def start_study(self, params: Mapping[str, Any], artifacts: Mapping[str, str | bytes]) -> str:
+        """Start the study's parent run, or reuse it (RUNNING again) on a resumed study.
+
+        Args:
+            params: the study settings, nested or flat; logged flattened with dotted keys.
+                On reuse, a param already logged keeps its first value (MLflow params cannot
+                change); the keys whose value changed are listed in the tag
+                ``qstudy.changed_params``.
+            artifacts: artifact file name -> text or bytes, e.g. ``{"study.yaml": text,
+                "space.json": json_text}``; overwritten on reuse.
+
+        Returns:
+            The parent run id.
+        """
+        parent = self._find_parent()
+        if parent is None:
+            parent = self.client.create_run(
+                self.experiment_id,
+                tags={_TAG_STUDY: self.study, _TAG_ROLE: "study", _TAG_STATUS: "running"},
+                run_name=self.study,
+            )
+        elif parent.info.status != "RUNNING":
+            self.client.update_run(parent.info.run_id, status="RUNNING")
+        self.parent_run_id = parent.info.run_id
+
+        new, changed = _new_params(parent.data.params, _flatten(params))
+        tags = {_TAG_STATUS: "running"}
+        if changed:
+            tags["qstudy.changed_params"] = ", ".join(sorted(changed))
+        self._log_batch(self.parent_run_id, params=new, tags=tags)
+        for name, content in artifacts.items():
+            self._log_artifact(self.parent_run_id, name, content)
+
+        self._trials, self._last_steps = {}, {}
+        for run in self._child_runs():
+            # Oldest first: should a store hold two runs of one trial, the first one wins.
+            self._trials.setdefault(run.data.tags[_TAG_TRIAL], run.info.run_id)
+        return self.parent_run_id
+
+    def close_orphans(self, keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Close the trial runs a killed driver left RUNNING (nothing in MLflow does).
+
+        Args:
+            keep: trial ids to leave RUNNING: the driver continues them.
+
+        Returns:
+            The trial ids closed, now KILLED with ``qstudy.status=killed``.
+        """
+        parent_id = self._require_parent()
+        running = self._search(f"tags.`{_TAG_PARENT}` = '{parent_id}' AND attributes.status = 'RUNNING'")
+        closed = []
+        for run in running:
+            trial_id = run.data.tags.get(_TAG_TRIAL)
+            if trial_id is None or trial_id in keep:
+                continue
+            self._log_batch(run.info.run_id, tags={_TAG_STATUS: "killed"})
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(trial_id)
+        return sorted(closed)
+
+    def finish_study(self, best: Mapping[str, Any] | None, summary: str, status: str = "FINISHED") -> None:
+        """Record the best trial and the summary on the parent run and end it.
+
+        Args:
+            best: ``{"trial_id": str, "metric": str, "value": float, "params": {...},
+                "metrics": {...}}`` (``params`` and ``metrics`` optional), or None when no
+                trial finished. Logged as tags ``qstudy.best_trial_id``,
+                ``qstudy.best_metric``, ``qstudy.best.<param>`` (tags, because a resumed
+                study may find a better trial and params cannot change) and metrics
+                ``best_<metric>`` at step = the number of trials so far.
+            summary: the summary table, saved as artifact ``summary.txt``.
+            status: the parent run's final MLflow status: FINISHED, FAILED or KILLED.
+
+        Raises:
+            TrackingError: unknown status, or ``best`` without trial_id, metric and value.
+        """
+        if status not in _STUDY_STATUSES:
+            raise TrackingError(f"study {self.study!r}: status must be one of {list(_STUDY_STATUSES)}, got {status!r}")
+        if best is not None and not {"trial_id", "metric", "value"} <= set(best):
+            raise TrackingError(
+                f"study {self.study!r}: best must have keys trial_id, metric, value (params, metrics optional), "
+                f"got keys {sorted(best)}"
+            )
+        parent_id = self._require_parent()
+        tags: dict[str, str] = {_TAG_STATUS: status.lower()}
+        metrics: dict[str, Any] = {}
+        if best is not None:
+            trial_id = str(best["trial_id"])
+            tags["qstudy.best_trial_id"] = trial_id
+            if trial_id in self._trials:
+                tags["qstudy.best_run_id"] = self._trials[trial_id]
+            tags["qstudy.best_metric"] = str(best["metric"])
+            metrics[f"best_{best['metric']}"] = best["value"]
+            for key, value in (best.get("metrics") or {}).items():
+                metrics.setdefault(f"best_{key}", value)
+            tags.update({f"qstudy.best.{key}": value for key, value in _flatten(best.get("params") or {}).items()})
+        self._log_batch(parent_id, metrics=_numeric(metrics), step=len(self._trials), tags=tags)
+        self._log_artifact(parent_id, "summary.txt", summary)
+        self.client.set_terminated(parent_id, status=status)
+
+    # -- trials ------------------------------------------------------------------------
+
+    def start_trial(self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+        """Start the nested run ``{study}/{trial_id}``, or reuse the trial's run (RUNNING again).
+
+        Args:
+            trial_id: the trial's id, unique in the study.
+            params: the searched values, keyed by their dotted path in the trial config
+                (``optimizer.lr``). Logged under the last part (``lr``) when that is unique
+                among the searched keys and names no other config entry, else dotted.
+            config: the full trial config (nested); logged flattened with dotted keys and
+                saved as artifact ``trial_config.json``.
+
+        Returns:
+            The trial's run id.
+
+        Raises:
+            TrackingError: the trial's run exists with a different value of a param: a
+                trial id cannot change its config (its metrics would mix two configs).
+        """
+        parent_id = self._require_parent()
+        flat_config = _flatten(config)
+        wanted = {**_searched_names(params, flat_config), **flat_config}
+        run_id = self._trials.get(trial_id)
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id,
+                tags={_TAG_PARENT: parent_id, _TAG_STUDY: self.study, _TAG_TRIAL: trial_id, _TAG_STATUS: "running"},
+                run_name=f"{self.study}/{trial_id}",
+            )
+            run_id = self._trials[trial_id] = run.info.run_id
+            self._last_steps[trial_id] = {}
+            new = wanted
+        else:
+            run = self.client.get_run(run_id)
+            new, changed = _new_params(run.data.params, wanted)
+            if changed:
+                details = ", ".join(f"{key}: logged {run.data.params[key]!r}, got {wanted[key]!r}" for key in sorted(changed))
+                raise TrackingError(
+                    f"trial {self.study}/{trial_id}: its MLflow run {run_id} holds other param values "
+                    f"({details}); a trial id cannot change its config: use a new study name"
+                )
+            if run.info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+            if _TAG_ERROR in run.data.tags:  # the error of an earlier attempt
+                self.client.delete_tag(run_id, _TAG_ERROR)
+            self._last_steps[trial_id] = self._logged_steps(run)
+        self._log_batch(run_id, params=new, tags={_TAG_STATUS: "running"})
+        self._log_artifact(run_id, "trial_config.json", json.dumps(config, indent=2, sort_keys=True, default=str))
+        return run_id
+
+    def log_metrics(self, trial_id: str, metrics: Mapping[str, Any], step: int) -> None:
+        """Log one result of a trial at ``step``, in one ``log_batch`` call.
+
+        Steps repeated after a worker restart (between the last checkpoint and the failure)
+        are logged once: a metric at a step at or below the last step logged for it is
+        skipped, so the first values are kept. The de-duplication is per metric, not per
+        result, so an eval metric reported separately at an already-logged step still
+        lands. Values: ints and floats (numpy scalars too); NaN is logged as NaN and ±inf
+        as NaN too (a diverged trial's loss is evidence, and its ``qstudy.status`` says
+        why; a SQL store would clamp inf to 1.8e308 and flatten the charts); strings,
+        bools, None and other types are skipped. Names outside MLflow's alphabet get ``_``.
+
+        Raises:
+            TrackingError: the trial has no run (:meth:`start_trial` first).
+        """
+        run_id = self._run_id(trial_id)
+        if trial_id not in self._last_steps:  # a trial of an earlier driver, not restarted here
+            self._last_steps[trial_id] = self._logged_steps(self.client.get_run(run_id))
+        last = self._last_steps[trial_id]
+        step = int(step)
+        fresh = {key: value for key, value in _numeric(metrics).items() if step > last.get(key, -sys.maxsize)}
+        if not fresh:
+            return
+        self._log_batch(run_id, metrics=fresh, step=step)
+        last.update(dict.fromkeys(fresh, step))
+
+    def end_trial(self, trial_id: str, status: str, error: str | None = None) -> None:
+        """End a trial's run: tag ``qstudy.status`` and set the MLflow run status.
+
+        Args:
+            trial_id: the trial's id.
+            status: completed, pruned, diverged (MLflow FINISHED), failed (FAILED) or
+                killed (KILLED).
+            error: the failure's text, kept (truncated to 8000 characters) in the tag
+                ``qstudy.error``.
+
+        Raises:
+            TrackingError: unknown status, or the trial has no run.
+        """
+        if status not in TRIAL_STATUSES:
+            raise TrackingError(
+                f"trial {self.study}/{trial_id}: status must be one of {list(TRIAL_STATUSES)}, got {status!r}"
+            )
+        run_id = self._run_id(trial_id)
+        tags = {_TAG_STATUS: status}
+        if error is not None:
+            tags[_TAG_ERROR] = error
+        self._log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, status=TRIAL_STATUSES[status])
+
+    def trial_runs(self) -> dict[str, dict[str, Any]]:
+        """The study's trial runs as stored now (one search).
+
+        Returns:
+            trial id -> ``{"run_id", "status" (the qstudy.status tag), "run_status"
+            (MLflow's), "params", "metrics" (latest value of each)}``.
+        """
+        self._require_parent()
+        runs: dict[str, dict[str, Any]] = {}
+        for run in self._child_runs():
+            runs.setdefault(
+                run.data.tags[_TAG_TRIAL],
+                {
+                    "run_id": run.info.run_id,
+                    "status": run.data.tags.get(_TAG_STATUS),
+                    "run_status": run.info.status,
+                    "params": dict(run.data.params),
+                    "metrics": dict(run.data.metrics),
+                },
+            )
+        return runs
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return self.client.create_experiment(self.experiment, artifact_location=_artifact_location(self.tracking_uri, self.experiment))
+        if experiment.lifecycle_stage != "active":
+            raise TrackingError(
+                f"MLflow experiment {self.experiment!r} is deleted in {self.tracking_uri}: "
+                f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) or use another name"
+            )
+        return experiment.experiment_id
+
+    def _require_parent(self) -> str:
+        if self.parent_run_id is None:
+            raise TrackingError(f"study {self.study!r}: no parent run: call start_study first")
+        return self.parent_run_id
+
+    def _run_id(self, trial_id: str) -> str:
+        run_id = self._trials.get(trial_id)
+        if run_id is None:
+            raise TrackingError(f"trial {self.study}/{trial_id}: no MLflow run: call start_trial first")
+        return run_id
+
+    def _find_parent(self) -> Run | None:
+        # The study name is matched here rather than in the filter string: a quote in the
+        # name cannot break the query. An experiment holds few studies.
+        for run in self._search(f"tags.`{_TAG_ROLE}` = 'study'"):
+            if run.data.tags.get(_TAG_STUDY) == self.study:
+                return run
+        return None
+
+    def _child_runs(self) -> Iterator[Run]:
+        for run in self._search(f"tags.`{_TAG_PARENT}` = '{self.parent_run_id}'"):
+            if _TAG_TRIAL in run.data.tags:
+                yield run
+
+    def _search(self, filter_string: str) -> Iterator[Run]:
+        """Every active run of the experiment matching the filter, oldest first."""
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def _logged_steps(self, run: Run) -> dict[str, int]:
+        """Metric -> last step logged in an existing run (one history call per metric)."""
+        return {
+            key: max(m.step for m in history)
+            for key in run.data.metrics
+            if (history := self.client.get_metric_history(run.info.run_id, key))
+        }
+
+    def _log_batch(
+        self,
+        run_id: str,
+        metrics: Mapping[str, float] | None = None,
+        step: int = 0,
+        params: Mapping[str, str] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """One log_batch call (more only past MLflow's 100 params/tags per batch)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        timestamp = int(time.time() * 1000)
+        metric_list = [Metric(_name(k), float(v), timestamp, step) for k, v in (metrics or {}).items()]
+        param_list = [Param(_name(k), _truncate(v, _MAX_PARAM_CHARS)) for k, v in (params or {}).items()]
+        tag_list = [RunTag(k, _truncate(str(v), _MAX_TAG_CHARS)) for k, v in (tags or {}).items()]
+        while metric_list or param_list or tag_list:
+            self.client.log_batch(
+                run_id,
+                metrics=metric_list[:_MAX_METRICS_PER_BATCH],
+                params=param_list[:_MAX_PARAMS_TAGS_PER_BATCH],
+                tags=tag_list[:_MAX_PARAMS_TAGS_PER_BATCH],
+            )
+            metric_list = metric_list[_MAX_METRICS_PER_BATCH:]
+            param_list = param_list[_MAX_PARAMS_TAGS_PER_BATCH:]
+            tag_list = tag_list[_MAX_PARAMS_TAGS_PER_BATCH:]
+
+    def _log_artifact(self, run_id: str, name: str, content: str | bytes) -> None:
+        if isinstance(content, str):
+            self.client.log_text(run_id, content, name)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            self.client.log_artifact(run_id, str(path), artifact_path=str(Path(name).parent) if "/" in name else None)
+
+
+# -- params and metrics ----------------------------------------------------------------
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dict -> {"dotted.key": str value}; lists as JSON, the rest with str()."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{dotted}."))
+        elif isinstance(value, (list, tuple)):
+            flat[_name(dotted)] = _truncate(json.dumps(value, default=str), _MAX_PARAM_CHARS)
+        else:
+            flat[_name(dotted)] = _truncate(str(value), _MAX_PARAM_CHARS)
+    return flat
+
+
+def _searched_names(params: Mapping[str, Any], flat_config: Mapping[str, str]) -> dict[str, str]:
+    """Searched values under the name the config gives them: ``optimizer.lr`` -> ``lr``.
+
+    The last part is used only when no other searched key ends the same way
+    (``quantum.n_qubits`` vs ``optimizer.n_qubits``) and it names no other config entry
+    (a top-level ``seed`` vs a searched ``train.seed``); otherwise the dotted name.
+    """
+    flat = _flatten(params)
+    last_parts = [key.rsplit(".", 1)[-1] for key in flat]
+    named = {}
+    for key, value in flat.items():
+        short = key.rsplit(".", 1)[-1]
+        clash = last_parts.count(short) > 1 or (short != key and short in flat_config)
+        named[key if clash else short] = value
+    return named
+
+
+def _new_params(logged: Mapping[str, str], wanted: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The params not logged yet, and the keys logged with another value."""
+    new = {k: v for k, v in wanted.items() if k not in logged}
+    changed = [k for k, v in wanted.items() if k in logged and logged[k] != v]
+    return new, changed
+
+
+def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The int/float entries, ±inf as NaN; bools, strings, None and the rest dropped.
+
+    MLflow's SQL stores keep NaN but clamp ±inf to ±1.8e308, which flattens every chart
+    the value appears in; the UI's charts skip NaN.
+    """
+    return {
+        key: float(value) if math.isfinite(value) else math.nan
+        for key, value in metrics.items()
+        if isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too, not np.bool_
+    }
+
+
+def _name(key: str) -> str:
+    return _BAD_NAME_CHARS.sub("_", key)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+# -- URIs and the UI -------------------------------------------------------------------
+
+
+def is_server_uri(uri: str) -> bool:
+    """Whether the URI names a tracking server (http/https): its UI is already running."""
+    return urllib.parse.urlparse(uri).scheme in ("http", "https")
+
+
+def absolute_tracking_uri(uri: str, base_dir: str | Path | None = None) -> str:
+    """A tracking URI that means the same store from any working directory.
+
+    Ray changes the working directory of trials and MLflow resolves a relative SQLite
+    path against it, so ``sqlite:///mlruns.db`` becomes ``sqlite:////abs/dir/mlruns.db``.
+
+    Args:
+        uri: ``sqlite:///relative.db`` -> absolute against ``base_dir``; ``file:relative``
+            likewise; a bare path is a SQLite database when it ends in ``.db``,
+            ``.sqlite`` or ``.sqlite3`` and otherwise what MLflow makes of a bare path, a
+            file-store directory (``file:///abs/dir``). Absolute paths, in-memory SQLite
+            and every other scheme (http, https, postgresql, ...) are returned unchanged.
+        base_dir: directory relative paths start from (default: the current directory).
+
+    Raises:
+        TrackingError: an empty URI.
+    """
+    if not uri or not uri.strip():
+        raise TrackingError("tracking URI must name a store, e.g. sqlite:///mlruns.db, got an empty string")
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    if uri.startswith("sqlite:///"):
+        path, sep, query = uri[len("sqlite:///") :].partition("?")
+        if path.startswith("/") or path in ("", ":memory:"):
+            return uri
+        return "sqlite:///" + urllib.parse.quote(os.path.abspath(base / urllib.parse.unquote(path))) + sep + query
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc or os.path.isabs(parsed.path):
+            return uri
+        return Path(os.path.abspath(base / urllib.parse.unquote(parsed.path))).as_uri()
+    if parsed.scheme:
+        return uri
+    path = os.path.abspath(base / uri)
+    if path.endswith((".db", ".sqlite", ".sqlite3")):
+        return "sqlite:///" + urllib.parse.quote(path)
+    return Path(path).as_uri()
+
+
+def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Artifacts of a new experiment: ``mlartifacts/<experiment>`` beside a SQLite file.
+
+    MLflow's default for a SQLite store is ``./mlruns`` in the working directory of
+    whichever process created the store; a server picks its own (``mlflow-artifacts:``).
+    """
+    if not tracking_uri.startswith("sqlite:////"):
+        return None
+    db_path = urllib.parse.unquote(tracking_uri[len("sqlite:///") :].partition("?")[0])
+    folder = re.sub(r"[^\w.\-]", "_", experiment) or "default"
+    return Path(db_path).parent.joinpath("mlartifacts", folder).as_uri()
+
+
+def ui_command(tracking_uri: str, port: int = 5000) -> list[str]:
+    """The command that serves the MLflow UI of a local store on 127.0.0.1:<port>.
+
+    A tracking server (:func:`is_server_uri`) has its UI already: print its address
+    instead.
+
+    Raises:
+        TrackingError: the URI is a tracking server.
+    """
+    if is_server_uri(tracking_uri):
+        raise TrackingError(f"{tracking_uri} is a tracking server: open it in a browser, there is no local UI to start")
+    return [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", absolute_tracking_uri(tracking_uri),
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--workers", "1",  # one user's UI: 4 uvicorn workers would only slow the start
+    ]  # fmt: skip

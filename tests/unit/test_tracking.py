@@ -1,0 +1,329 @@
+"""StudyTracker against a real MLflow SQLite store (one store per module: creating the
+schema takes a second or two; each test gets its own experiment)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from qstudy.errors import QStudyError
+from qstudy.tracking import (
+    StudyTracker,
+    TrackingError,
+    absolute_tracking_uri,
+    is_server_uri,
+    ui_command,
+)
+
+CONFIG = {
+    "seed": 0,
+    "model": {"preset": "llama-tiny"},
+    "quantum": {"enabled": True, "n_qubits": 4, "circuit_depth": 2},
+    "optimizer": {"lr": 3e-3, "quantum_weight": 0.5},
+    "train": {"max_steps": 30, "eval_every_steps": 15},
+}
+SEARCHED = {"optimizer.lr": 3e-3, "optimizer.quantum_weight": 0.5, "quantum.n_qubits": 4, "quantum.circuit_depth": 2}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('store')}/mlruns.db"
+
+
+@pytest.fixture
+def new_tracker(store, request):
+    """A factory: each call is a fresh driver (a new StudyTracker) on the same study."""
+    experiment = request.node.name
+
+    def make(study: str = "paper") -> StudyTracker:
+        return StudyTracker(store, experiment, study)
+
+    return make
+
+
+def _runs(tracker: StudyTracker) -> list:
+    return list(tracker.client.search_runs([tracker.experiment_id]))
+
+
+def _history(tracker: StudyTracker, trial_id: str, key: str) -> list[tuple[int, float]]:
+    run_id = tracker.trial_runs()[trial_id]["run_id"]
+    return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key))
+
+
+def test_parent_and_two_trial_runs(new_tracker, tmp_path):
+    tracker = new_tracker()
+    parent_id = tracker.start_study(
+        {"study": {"num_samples": 2, "sampler": "tpe"}, "search": {"metric": "eval_loss"}},
+        {"study.yaml": "study:\n  num_samples: 2\n", "space.json": json.dumps({"optimizer.lr": "loguniform"})},
+    )
+    for trial_id, lr in (("t0", 1e-3), ("t1", 3e-3)):
+        tracker.start_trial(trial_id, {**SEARCHED, "optimizer.lr": lr}, {**CONFIG, "optimizer": {"lr": lr, "quantum_weight": 0.5}})
+        tracker.log_metrics(trial_id, {"train_loss": 2.0, "tokens_per_s": 123.0}, step=1)
+        tracker.end_trial(trial_id, "completed")
+
+    client = MlflowClient(tracker.tracking_uri)
+    parent = client.get_run(parent_id)
+    assert parent.info.run_name == "paper"
+    assert parent.data.tags["qstudy.role"] == "study" and parent.data.tags["qstudy.study"] == "paper"
+    assert parent.data.params == {"study.num_samples": "2", "study.sampler": "tpe", "search.metric": "eval_loss"}
+    assert client.download_artifacts(parent_id, "study.yaml", str(tmp_path)) and (tmp_path / "study.yaml").read_text() == (
+        "study:\n  num_samples: 2\n"
+    )
+    assert json.loads(Path(client.download_artifacts(parent_id, "space.json", str(tmp_path))).read_text()) == {
+        "optimizer.lr": "loguniform"
+    }
+
+    runs = tracker.trial_runs()
+    assert sorted(runs) == ["t0", "t1"]
+    child = client.get_run(runs["t1"]["run_id"])
+    assert child.info.run_name == "paper/t1"
+    assert child.info.status == "FINISHED"
+    assert child.data.tags["mlflow.parentRunId"] == parent_id
+    assert child.data.tags["qstudy.trial_id"] == "t1" and child.data.tags["qstudy.status"] == "completed"
+    params = child.data.params
+    # Searched values under the names the config uses, and the whole config dotted.
+    assert {k: params[k] for k in ("lr", "quantum_weight", "n_qubits", "circuit_depth")} == {
+        "lr": "0.003", "quantum_weight": "0.5", "n_qubits": "4", "circuit_depth": "2"
+    }  # fmt: skip
+    assert params["optimizer.lr"] == "0.003" and params["quantum.enabled"] == "True" and params["seed"] == "0"
+    assert child.data.metrics == {"train_loss": 2.0, "tokens_per_s": 123.0}
+    saved = json.loads(Path(client.download_artifacts(runs["t1"]["run_id"], "trial_config.json", str(tmp_path))).read_text())
+    assert saved["optimizer"] == {"lr": 3e-3, "quantum_weight": 0.5}
+
+
+def test_searched_names_fall_back_to_dotted_when_ambiguous(new_tracker):
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    config = {"seed": 0, "quantum": {"n_qubits": 4}, "optimizer": {"n_qubits": 2, "lr": 0.1}, "train": {"seed": 7}}
+    searched = {"quantum.n_qubits": 4, "optimizer.n_qubits": 2, "optimizer.lr": 0.1, "train.seed": 7}
+    tracker.start_trial("t0", searched, config)
+    params = tracker.trial_runs()["t0"]["params"]
+    assert "n_qubits" not in params  # two searched keys end in n_qubits
+    assert params["quantum.n_qubits"] == "4" and params["optimizer.n_qubits"] == "2"
+    assert params["lr"] == "0.1"
+    assert params["seed"] == "0" and params["train.seed"] == "7"  # the top-level seed keeps its name
+
+
+def test_resume_reuses_parent_and_trial_runs(new_tracker):
+    first = new_tracker()
+    parent_id = first.start_study({"study": {"num_samples": 2}}, {"study.yaml": "v1"})
+    run_t0 = first.start_trial("t0", SEARCHED, CONFIG)
+    first.end_trial("t0", "failed", error="worker died")
+    first.start_trial("t1", SEARCHED, CONFIG)
+    first.finish_study(None, "interrupted", status="KILLED")
+
+    second = new_tracker()  # the re-run driver
+    assert second.start_study({"study": {"num_samples": 4}}, {"study.yaml": "v2"}) == parent_id
+    assert second.start_trial("t0", SEARCHED, CONFIG) == run_t0
+    second.start_trial("t1", SEARCHED, CONFIG)
+    second.start_trial("t2", SEARCHED, CONFIG)
+
+    runs = _runs(second)
+    parents = [r for r in runs if r.data.tags.get("qstudy.role") == "study"]
+    children = sorted(r.data.tags["qstudy.trial_id"] for r in runs if "qstudy.trial_id" in r.data.tags)
+    assert len(parents) == 1 and children == ["t0", "t1", "t2"]
+    parent = parents[0]
+    assert parent.info.status == "RUNNING" and parent.data.tags["qstudy.status"] == "running"
+    # MLflow params cannot change: the first value stays, the change is named in a tag.
+    assert parent.data.params["study.num_samples"] == "2"
+    assert parent.data.tags["qstudy.changed_params"] == "study.num_samples"
+    t0 = second.client.get_run(run_t0)
+    assert t0.info.status == "RUNNING" and t0.data.tags["qstudy.status"] == "running"
+    assert "qstudy.error" not in t0.data.tags  # the failed attempt's error is gone with it
+
+
+def test_trial_cannot_change_its_config(new_tracker):
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    with pytest.raises(TrackingError, match=r"trial paper/t0: .*lr: logged '0\.003', got '0\.1'") as err:
+        tracker.start_trial("t0", {**SEARCHED, "optimizer.lr": 0.1}, CONFIG)
+    assert isinstance(err.value, QStudyError)
+
+
+@pytest.mark.parametrize("restart", ["same driver", "new driver"])
+def test_repeated_steps_are_logged_once(new_tracker, restart):
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    for step in range(1, 6):
+        tracker.log_metrics("t0", {"train_loss": 10.0 + step}, step=step)
+    if restart == "new driver":
+        tracker = new_tracker()
+        tracker.start_study({}, {})
+        tracker.start_trial("t0", SEARCHED, CONFIG)
+    # A worker restarted from the checkpoint at step 2: steps 3..5 come again, other values.
+    for step in range(3, 9):
+        tracker.log_metrics("t0", {"train_loss": 20.0 + step}, step=step)
+
+    history = _history(tracker, "t0", "train_loss")
+    assert [s for s, _ in history] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [v for _, v in history] == [11.0, 12.0, 13.0, 14.0, 15.0, 26.0, 27.0, 28.0]
+
+
+def test_dedup_is_per_metric(new_tracker):
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    tracker.log_metrics("t0", {"train_loss": 1.0}, step=15)
+    tracker.log_metrics("t0", {"eval_loss": 2.0, "train_loss": 9.0}, step=15)  # eval reported separately
+    assert _history(tracker, "t0", "eval_loss") == [(15, 2.0)]
+    assert _history(tracker, "t0", "train_loss") == [(15, 1.0)]
+
+
+def test_log_metrics_keeps_numbers_only(new_tracker):
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    tracker.log_metrics(
+        "t0",
+        {
+            "train_loss": np.float32(0.5), "step": 3, "accuracy": 1,
+            "nan_loss": float("nan"), "inf_loss": float("inf"),
+            "done": True, "date": "2026-11-25", "checkpoint_path": None, "config": {"lr": 0.1},
+            "acc@1": 0.25,
+        },
+        step=3,
+    )  # fmt: skip
+    metrics = tracker.trial_runs()["t0"]["metrics"]
+    assert sorted(metrics) == ["acc_1", "accuracy", "inf_loss", "nan_loss", "step", "train_loss"]
+    assert metrics["train_loss"] == 0.5 and metrics["step"] == 3.0 and metrics["acc_1"] == 0.25
+    assert math.isnan(metrics["nan_loss"]) and math.isnan(metrics["inf_loss"])
+
+
+def test_long_param_values_are_truncated_with_a_marker(new_tracker):
+    tracker = new_tracker()
+    tracker.start_study({"space": "x" * 7000, "layers": list(range(3))}, {})
+    params = tracker.client.get_run(tracker.parent_run_id).data.params
+    assert len(params["space"]) == 6000 and params["space"].endswith("...[truncated]")
+    assert params["layers"] == "[0, 1, 2]"
+    tracker.start_study({"space": "x" * 7000, "layers": list(range(3))}, {})  # reuse: no error, no change
+    assert "qstudy.changed_params" not in tracker.client.get_run(tracker.parent_run_id).data.tags
+
+
+def test_close_orphans_kills_running_trials_except_kept(new_tracker):
+    killed_driver = new_tracker()
+    killed_driver.start_study({}, {})
+    for trial_id in ("t0", "t1", "t2"):
+        killed_driver.start_trial(trial_id, SEARCHED, CONFIG)
+    killed_driver.end_trial("t2", "completed")
+
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    assert tracker.close_orphans(keep={"t1"}) == ["t0"]
+    runs = tracker.trial_runs()
+    assert (runs["t0"]["run_status"], runs["t0"]["status"]) == ("KILLED", "killed")
+    assert (runs["t1"]["run_status"], runs["t1"]["status"]) == ("RUNNING", "running")
+    assert (runs["t2"]["run_status"], runs["t2"]["status"]) == ("FINISHED", "completed")
+    assert tracker.close_orphans(keep={"t1"}) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "run_status"),
+    [("completed", "FINISHED"), ("pruned", "FINISHED"), ("diverged", "FINISHED"), ("failed", "FAILED"), ("killed", "KILLED")],
+)
+def test_end_trial_status_maps_to_mlflow_status(new_tracker, status, run_status):
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    run_id = tracker.start_trial("t0", SEARCHED, CONFIG)
+    tracker.end_trial("t0", status, error="E" * 9000 if status == "failed" else None)
+    run = tracker.client.get_run(run_id)
+    assert (run.info.status, run.data.tags["qstudy.status"]) == (run_status, status)
+    assert run.info.end_time is not None
+    if status == "failed":
+        assert len(run.data.tags["qstudy.error"]) == 8000 and run.data.tags["qstudy.error"].endswith("...[truncated]")
+
+
+def test_bad_calls_name_the_problem(new_tracker):
+    tracker = new_tracker()
+    with pytest.raises(TrackingError, match=r"study 'paper': no parent run: call start_study first"):
+        tracker.start_trial("t0", SEARCHED, CONFIG)
+    tracker.start_study({}, {})
+    with pytest.raises(TrackingError, match=r"trial paper/t9: no MLflow run: call start_trial first"):
+        tracker.log_metrics("t9", {"train_loss": 1.0}, step=1)
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    with pytest.raises(TrackingError, match=r"status must be one of \['completed', .*'killed'\], got 'done'"):
+        tracker.end_trial("t0", "done")
+    with pytest.raises(TrackingError, match=r"status must be one of \['FINISHED', 'FAILED', 'KILLED'\], got 'ok'"):
+        tracker.finish_study(None, "", status="ok")
+    with pytest.raises(TrackingError, match=r"best must have keys trial_id, metric, value .*got keys \['eval_loss', 'trial'\]"):
+        tracker.finish_study({"trial": "t0", "eval_loss": 0.5}, "")
+
+
+def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
+    tracker = new_tracker()
+    parent_id = tracker.start_study({}, {})
+    for trial_id in ("t0", "t1"):
+        tracker.start_trial(trial_id, SEARCHED, CONFIG)
+        tracker.end_trial(trial_id, "completed")
+    best = {"trial_id": "t1", "metric": "eval_loss", "value": 0.25, "params": {"lr": 3e-3}, "metrics": {"accuracy": 0.5}}
+    tracker.finish_study(best, "trial  eval_loss\nt1     0.25\n")
+
+    parent = tracker.client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics == {"best_eval_loss": 0.25, "best_accuracy": 0.5}
+    tags = parent.data.tags
+    assert (tags["qstudy.best_trial_id"], tags["qstudy.best_metric"], tags["qstudy.best.lr"]) == ("t1", "eval_loss", "0.003")
+    assert tags["qstudy.best_run_id"] == tracker.trial_runs()["t1"]["run_id"]
+    summary = Path(tracker.client.download_artifacts(parent_id, "summary.txt", str(tmp_path))).read_text()
+    assert summary == "trial  eval_loss\nt1     0.25\n"
+
+
+def test_sqlite_artifacts_live_beside_the_database(new_tracker, store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not where the artifacts go
+    tracker = new_tracker()
+    tracker.start_study({}, {"study.yaml": "x"})
+    db_dir = Path(store[len("sqlite:///") :]).parent
+    uri = tracker.client.get_run(tracker.parent_run_id).info.artifact_uri
+    assert uri.startswith((db_dir / "mlartifacts").as_uri() + "/")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("sqlite:///mlruns.db", "sqlite:////base/mlruns.db"),
+        ("sqlite:///runs/a b.db?timeout=20", "sqlite:////base/runs/a%20b.db?timeout=20"),
+        ("sqlite:////abs/mlruns.db", "sqlite:////abs/mlruns.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("mlruns.db", "sqlite:////base/mlruns.db"),
+        ("mlruns", "file:///base/mlruns"),
+        ("file:./mlruns", "file:///base/mlruns"),
+        ("file:///abs/mlruns", "file:///abs/mlruns"),
+        ("http://head-node:5000", "http://head-node:5000"),
+        ("postgresql://u@db/mlflow", "postgresql://u@db/mlflow"),
+    ],
+)
+def test_absolute_tracking_uri(uri, expected):
+    assert absolute_tracking_uri(uri, base_dir="/base") == expected
+
+
+def test_absolute_tracking_uri_defaults_to_cwd_and_refuses_empty(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_tracking_uri("sqlite:///mlruns.db") == f"sqlite:///{tmp_path}/mlruns.db"
+    with pytest.raises(TrackingError, match="tracking URI must name a store, e.g. sqlite:///mlruns.db, got an empty string"):
+        absolute_tracking_uri("")
+
+
+def test_ui_command(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert ui_command("sqlite:///mlruns.db", port=5051) == [
+        sys.executable, "-m", "mlflow", "ui",
+        "--backend-store-uri", f"sqlite:///{tmp_path}/mlruns.db",
+        "--host", "127.0.0.1", "--port", "5051", "--workers", "1",
+    ]  # fmt: skip
+    assert is_server_uri("http://head:5000") and is_server_uri("https://mlflow.example")
+    assert not is_server_uri("sqlite:///mlruns.db") and not is_server_uri("mlruns")
+    with pytest.raises(TrackingError, match=r"http://head:5000 is a tracking server: open it in a browser"):
+        ui_command("http://head:5000")
+
+
+def test_import_does_not_import_mlflow():
+    code = "import sys, qstudy.tracking; print('mlflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
