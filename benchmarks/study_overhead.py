@@ -1,0 +1,65 @@
+"""Study overhead: the smoke study's wall time over the sum of its trials' training time.
+
+    .venv/bin/python benchmarks/study_overhead.py [--config search_spaces/smoke.yaml]
+
+Runs the study in a fresh temporary directory (its own MLflow store and Optuna storage),
+then reads each trial's ``train_time_s`` (steps + evals), start-up breakdown and logging
+back from MLflow. Target: wall / (sum of training time / concurrency) <= 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"))
+    args = parser.parse_args()
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from qstudy.config import load_study_config
+
+    study = load_study_config(args.config)
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        t0 = time.time()
+        import ray
+
+        from qstudy.study import run_study
+        from qstudy.tracking import StudyTracker
+        from qstudy.train import init_ray, worker_env
+
+        init_ray(env=worker_env(study.trial))
+        ray_init_s = time.time() - t0
+        t1 = time.time()
+        summary = run_study(study, source=args.config, printer=lambda *_: None)
+        study_s = time.time() - t1
+        ray.shutdown()
+        tracker = StudyTracker(summary["tracking_uri"], study.tracking.experiment or study.name, study.name)
+        runs = tracker.trial_runs()
+    metrics = [r["metrics"] for r in runs.values()]
+    train = sum(m.get("train_time_s", 0.0) for m in metrics)
+    startup = sum(m.get("startup_to_first_step_s", 0.0) for m in metrics)
+    conc = study.max_concurrent
+    print(f"{datetime.date.today()} {platform.node()} {os.cpu_count()} CPUs, {args.config}: {len(runs)} trials, max_concurrent {conc}")
+    print(f"ray.init                                  {ray_init_s:8.1f} s")
+    print(f"study wall time (after ray.init)          {study_s:8.1f} s")
+    print(f"sum of trials' training time (steps+eval) {train:8.1f} s   / concurrency {conc} = {train / conc:.1f} s")
+    print(f"sum of trials' start-up (submit->step 1)  {startup:8.1f} s   / concurrency {conc} = {startup / conc:.1f} s")
+    for name, m in sorted(runs.items()):
+        parts = ", ".join(f"{k.removeprefix('startup_')}={m[k]:.1f}" for k in sorted(m) if k.startswith("startup_"))
+        print(f"  {name}: train {m.get('train_time_s', float('nan')):.1f} s; start-up {parts}")
+    rest = study_s - (train + startup) / conc
+    print(f"rest (Tune, Optuna, MLflow, teardown)     {rest:8.1f} s")
+    print(f"ratio wall / (training / concurrency)     {study_s / (train / conc):8.2f}")
+    print(f"ratio (ray.init + wall) / (training / c)  {(ray_init_s + study_s) / (train / conc):8.2f}")
+
+
+if __name__ == "__main__":
+    main()
