@@ -31,8 +31,9 @@ def main() -> None:
         t0 = time.time()
         import ray
 
+        from mlflow import MlflowClient
+
         from qstudy.study import run_study
-        from qstudy.tracking import StudyTracker
         from qstudy.train import init_ray, worker_env
 
         init_ray(env=worker_env(study.trial))
@@ -41,8 +42,13 @@ def main() -> None:
         summary = run_study(study, source=args.config, printer=lambda *_: None)
         study_s = time.time() - t1
         ray.shutdown()
-        tracker = StudyTracker(summary["tracking_uri"], study.tracking.experiment or study.name, study.name)
-        runs = tracker.trial_runs()
+        client = MlflowClient(summary["tracking_uri"])
+        experiment = client.get_experiment_by_name(study.tracking.experiment or study.name)
+        runs = {
+            r.data.tags["qstudy.trial_id"]: {"metrics": r.data.metrics}
+            for r in client.search_runs([experiment.experiment_id])
+            if "qstudy.trial_id" in r.data.tags
+        }
     metrics = [r["metrics"] for r in runs.values()]
     train = sum(m.get("train_time_s", 0.0) for m in metrics)
     startup = sum(m.get("startup_to_first_step_s", 0.0) for m in metrics)
@@ -52,7 +58,8 @@ def main() -> None:
     print(f"study wall time (after ray.init)          {study_s:8.1f} s")
     print(f"sum of trials' training time (steps+eval) {train:8.1f} s   / concurrency {conc} = {train / conc:.1f} s")
     print(f"sum of trials' start-up (submit->step 1)  {startup:8.1f} s   / concurrency {conc} = {startup / conc:.1f} s")
-    for name, m in sorted(runs.items()):
+    for name, run in sorted(runs.items()):
+        m = run["metrics"]
         parts = ", ".join(f"{k.removeprefix('startup_')}={m[k]:.1f}" for k in sorted(m) if k.startswith("startup_"))
         print(f"  {name}: train {m.get('train_time_s', float('nan')):.1f} s; start-up {parts}")
     rest = study_s - (train + startup) / conc

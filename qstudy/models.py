@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "QuantumAttentionOptions",
     "install_quantum_attention",
     "load_quantum_llama",
+    "quantum_attention_forward_time_s",
     "quantum_attention_modules",
     "register_quantum_attention",
 ]
@@ -114,6 +116,7 @@ def _quantum_attention_forward(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
         )
+    started = time.perf_counter()
     options: QuantumAttentionOptions = module.quantum_options
     series, omega = _module_series(module, options.simulator)
     # Same causal rule as transformers' SDPA path: a None mask means "plain causal".
@@ -129,7 +132,19 @@ def _quantum_attention_forward(
         logger.warning("torch.compile of the quantum attention failed (%s); running it eagerly", error)
         _COMPILE_STATE["failed"] = True
         out = quantum_attention(*args)
+    _FORWARD_TIME["s"] += time.perf_counter() - started
     return out.transpose(1, 2).contiguous(), None
+
+
+# Seconds spent in the quantum layers' forward (circuit series + scores), for the trial's
+# cost metric. Forward only: the backward runs inside autograd, outside this function; on
+# CUDA this is launch time unless the caller synchronises.
+_FORWARD_TIME = {"s": 0.0}
+
+
+def quantum_attention_forward_time_s() -> float:
+    """Cumulative seconds this process spent in quantum attention forwards."""
+    return _FORWARD_TIME["s"]
 
 
 def _module_series(module: nn.Module, simulator: str) -> tuple[torch.Tensor, float]:

@@ -55,7 +55,10 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     from qstudy.train._preflight import check_placement, raise_if
 
     paths = study_paths(study)
-    init_ray(address, {**worker_env(study.trial), "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1"})
+    # Train-only reports carry no eval metrics; ASHA skips those and acts on eval reports.
+    # Tune's driver-side check would otherwise end the study at the first train report.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    init_ray(address, worker_env(study.trial))
     raise_if(check_placement(study.trial, source, prefix="trial."))
 
     Path(paths["output"]).mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ class _Loop:
         import ray.train
         import torch.distributed as dist
 
-        from qstudy.models import build_model
+        from qstudy.models import build_model, quantum_attention_forward_time_s
         from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
         from qstudy.train._deepspeed_config import deepspeed_config
         from qstudy.train._task import build_task
@@ -96,6 +96,7 @@ class _Loop:
             finite = True
             optimizer_s = 0.0
             perturbation_before = client.perturbation_time_s
+            attention_before = quantum_attention_forward_time_s()
             for micro in task.micro_batches(step, self.rank, self.world_size):
                 micro = {k: v.to(device) for k, v in micro.items()}
                 loss = engine(**micro).loss
@@ -132,6 +133,10 @@ class _Loop:
                 "tokens_per_s": global_tokens / step_s if step_s > 0 else float("nan"),
                 "optimizer_time_share": optimizer_s / step_s if step_s > 0 else float("nan"),
                 "perturbation_time_share": (client.perturbation_time_s - perturbation_before) / step_s
+                if step_s > 0
+                else float("nan"),
+                # forward only (circuit series + scores); the backward is not timed
+                "quantum_attention_forward_time_share": (quantum_attention_forward_time_s() - attention_before) / step_s
                 if step_s > 0
                 else float("nan"),
             }

@@ -68,6 +68,8 @@ def test_trial_lowers_eval_loss(local_ray, tmp_path, workers, preset, accumulati
     assert 0.0 <= metrics["gsm8k_accuracy"] <= 1.0
     assert metrics["aer_parity"] < 1e-6
     assert metrics["tokens_per_s"] > 0
+    assert 0 < metrics["quantum_attention_forward_time_share"] < 1
+    assert 0 <= metrics["perturbation_time_share"] < metrics["optimizer_time_share"] <= 1
     assert outcome["checkpoint"] is not None
 
 
