@@ -24,7 +24,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="run one trial (Ray Train + DeepSpeed) from a trial YAML file")
     train.add_argument("file", help="trial config YAML (see search_spaces/trial_tiny.yaml)")
-    train.add_argument("--name", help="trial name (default: the file's stem)")
+    train.add_argument(
+        "--name", help="trial name (default: the file's stem and the time); an existing name resumes that run"
+    )
     train.add_argument("--storage-path", default="qstudy_runs", help="where Ray Train keeps checkpoints")
     train.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     train.set_defaults(func=_cmd_train)
@@ -65,6 +67,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import datetime
     import json
     from pathlib import Path
 
@@ -73,7 +76,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trial = load_trial_config(args.file)
     from qstudy.train import run_trial
 
-    name = args.name or Path(args.file).stem
+    # A fresh name per run: Ray Train resumes a run whose name and storage path exist, so
+    # reusing the file's stem would hand back the previous run's result.
+    name = args.name or f"{Path(args.file).stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     outcome = run_trial(trial, name=name, storage_path=args.storage_path, source=args.file, address=args.address)
     print(json.dumps(outcome, indent=2, default=str))
     return 0 if outcome["status"] == "completed" else 1

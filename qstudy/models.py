@@ -325,8 +325,6 @@ def build_model(trial, task) -> nn.Module:
             model = load_quantum_llama(spec.path, local_files_only=True)
         else:
             model = AutoModelForCausalLM.from_pretrained(spec.path, local_files_only=True, attn_implementation="sdpa")
-        if spec.num_hidden_layers is not None:
-            raise ValueError("model.num_hidden_layers applies to presets, not to a checkpoint loaded from model.path")
     else:
         kwargs = llama_config_kwargs(spec.preset)
         if spec.preset == "llama-tiny":

@@ -129,6 +129,11 @@ class TrialConfig(_Strict):
                 f"= {self.train.micro_batch_size} x {self.resources.num_workers} = {per_step}, "
                 f"got {self.train.global_batch_size}"
             )
+        if self.model.path is not None and self.model.num_hidden_layers is not None:
+            raise ValueError(
+                "model.num_hidden_layers overrides a preset's depth; it cannot apply to a checkpoint loaded from "
+                f"model.path, got num_hidden_layers={self.model.num_hidden_layers} with path={self.model.path!r}"
+            )
         if self.data.task == "gsm8k" and self.data.train_path is None:
             raise ValueError("data.train_path is required for data.task gsm8k (a JSONL file or a saved HF dataset directory)")
         return self
