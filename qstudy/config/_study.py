@@ -146,7 +146,7 @@ class SchedulerConfig(_Strict):
         problems = []
         if self.type == "none":
             for key in sorted(self.model_fields_set - {"type"}):
-                problems.append((key, f"only used by scheduler.type asha, got type 'none'"))
+                problems.append((key, "only used by scheduler.type asha, got type 'none'"))
         if self.max_t is not None and self.grace_period > self.max_t:
             problems.append(("grace_period", f"must be <= max_t, got grace_period={self.grace_period}, max_t={self.max_t}"))
         if problems:

@@ -11,7 +11,7 @@ import torch
 from torch.optim.adamw import adamw as _adamw_functional
 
 from qstudy.optim._kernels import fused_sin_adamw_step
-from qstudy.optim._layout import Layout, Segment, default_layouts
+from qstudy.optim._layout import Layout, default_layouts
 from qstudy.quantum._optimizer_circuit import MAX_OPTIMIZER_QUBITS, optimizer_response
 
 __all__ = ["SuperpositionalAdamW", "RESPONSES", "SCOPES"]

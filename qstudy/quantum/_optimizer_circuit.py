@@ -72,7 +72,7 @@ def optimizer_response(x: torch.Tensor, depth: int) -> torch.Tensor:
         ``[..., n_qubits]`` tensor of ⟨X_q⟩ in ``x``'s real dtype (float32 at least).
     """
     if x.dim() == 0:
-        raise ValueError(f"x must have shape [..., n_qubits], got a scalar")
+        raise ValueError("x must have shape [..., n_qubits], got a scalar")
     n_qubits = x.shape[-1]
     _check(n_qubits, depth)
     real_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -48,7 +48,7 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
 
     from qstudy.config import apply_overrides
     from qstudy.study._callbacks import ProgressCallback, TrackingCallback
-    from qstudy.study._searcher import StudySearcher, create_sampler, trial_name
+    from qstudy.study._searcher import StudySearcher, create_sampler
     from qstudy.study._trial_fn import run_study_trial
     from qstudy.tracking import StudyTracker
     from qstudy.train import init_ray, worker_env

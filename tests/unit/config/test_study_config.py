@@ -1,8 +1,5 @@
 """Study config: every problem of a study file at once, with file, dotted key and value."""
 
-import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
