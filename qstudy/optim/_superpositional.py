@@ -255,7 +255,9 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
                     1.0 - beta2,
                 ]
                 coef = coefs[key] = torch.tensor(values, dtype=torch.float32, device=p.device)
-            if not fused_sin_adamw_step(p, g, m, v, coef):
+            # 1-D views: one compiled graph serves every parameter shape (dynamo would
+            # otherwise recompile per number of dimensions and hit its recompile limit).
+            if not fused_sin_adamw_step(p.detach().view(-1), g.reshape(-1), m.view(-1), v.view(-1), coef):
                 return i
             s += 1
         return len(params)

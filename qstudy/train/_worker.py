@@ -66,12 +66,13 @@ class _Loop:
         initialized = time.time()
         self.engine, self.task, self.device, self.dist = engine, task, device, dist
 
-        start_step, initial = 0, {}
+        start_step, initial, finished = 0, {}, {}
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 _, client_state = engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
             start_step, initial = int(client_state["step"]), dict(client_state.get("initial", {}))
+            finished = dict(client_state.get("metrics", {}))
         else:
             initial = {f"initial_{k}": v for k, v in self._evaluate(generate=False).items()}
         # Repeated in every report, so the trial's last result carries them.
@@ -86,6 +87,12 @@ class _Loop:
         if submitted_at is not None:
             self.constant["startup_worker_entry_s"] = entered - submitted_at
         self.initial = initial
+        if start_step >= trial.train.max_steps:
+            # Restored from the final checkpoint (a study re-running a trial whose driver
+            # died after training ended): hand the final metrics on again, or the trial
+            # would end without a result.
+            self._report({**finished, "resumed_from_step": start_step}, final=True)
+            return
         pending: dict[str, Any] = {}
         first_step = True
         loop_started = time.perf_counter()
@@ -231,7 +238,8 @@ class _Loop:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:
-            self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state={"step": step, "initial": self.initial})
+            client_state = {"step": step, "initial": self.initial, "metrics": metrics}
+            self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=client_state)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
 
 

@@ -166,3 +166,16 @@ def test_classification_trial_adam_reaches_90_percent(local_ray, tmp_path):
     assert metrics["initial_eval_accuracy"] <= 0.4  # about chance (4 classes)
     assert metrics["eval_accuracy"] >= 0.9
     assert metrics["eval_loss"] < metrics["initial_eval_loss"]
+
+
+def test_rerun_of_a_finished_trial_reports_its_final_result(local_ray, tmp_path):
+    """A study re-running a trial whose driver died after training ended: Ray Train
+    restores the final checkpoint, and the trial must still end with its result."""
+    from qstudy.train import run_trial
+
+    trial = _trial(**{"train.max_steps": 4, "train.eval_every_steps": 4, "data.generate_examples": 0})
+    first = run_trial(trial, name="again", storage_path=tmp_path)
+    second = run_trial(trial, name="again", storage_path=tmp_path)
+    assert first["status"] == second["status"] == "completed", second["metrics"].get("error")
+    assert second["metrics"]["step"] == 4 and second["metrics"]["resumed_from_step"] == 4
+    assert second["metrics"]["eval_loss"] == first["metrics"]["eval_loss"]
