@@ -57,8 +57,18 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         tid = _trial_id(trial)
         self.statuses[tid] = "failed"
-        error = getattr(trial, "error_msg", None) or getattr(trial, "error_file", None)
-        self.tracker.end_trial(tid, "failed", error=str(error) if error else None)
+        self.tracker.end_trial(tid, "failed", error=_error_text(trial))
+
+
+def _error_text(trial) -> str | None:
+    """The tail of the trial's error file (Tune writes it in the trial's local folder
+    before calling back; the copy in storage is synced later)."""
+    path = getattr(trial, "error_file", None)
+    try:
+        text = open(path).read() if path else ""
+    except OSError:  # an unreadable error file must not stop the study's tracking
+        text = ""
+    return text[-4000:] or None
 
 
 def _numeric(result: dict[str, Any]) -> dict[str, float]:

@@ -176,3 +176,20 @@ def test_bad_study_file_touches_nothing(tmp_path):
     assert f"{path}: space.optimizer.quantum_weight.high: must be >= low" in out
     assert not (tmp_path / "mlruns.db").exists()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_stuck_trial_ends_as_failed_and_the_study_goes_on(tmp_path):
+    # A 2 s limit: no trial can even start its workers in time, so each ends as failed.
+    path = _study(tmp_path, "stuck", num_samples=2, max_concurrent=1, trial_timeout_s=2)
+    proc = _sweep(path, tmp_path)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, out[-4000:]  # every trial failed
+    assert "study stuck: 2/2 trials" in out
+    _, parents, children = _runs(tmp_path, "stuck")
+    assert len(parents) == 1 and len(children) == 2
+    assert all(r.data.tags["qstudy.status"] == "failed" and r.info.status == "FAILED" for r in children)
+    assert any("trial_timeout_s=2" in r.data.tags.get("qstudy.error", "") for r in children)
+    import optuna
+
+    trials = optuna.load_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}").trials
+    assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
