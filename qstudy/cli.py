@@ -47,6 +47,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=_cmd_sweep)
 
+    plan = sub.add_parser("plan", help="predict each trial shape's per-GPU memory and whether it fits")
+    plan.add_argument("file", help="study (search_spaces/*.yaml) or trial config YAML")
+    plan.add_argument("--gpus-per-node", type=int, default=8, help="GPUs of one node (default 8)")
+    plan.add_argument("--gpu-memory-gib", type=float, default=80, help="memory of one GPU in GiB (default 80)")
+    plan.add_argument("--nodes", type=int, default=1, help="nodes of the cluster (default 1)")
+    plan.set_defaults(func=_cmd_plan)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store")
     ui.add_argument("file", help="study YAML (its tracking.uri is opened)")
     ui.add_argument("--port", type=int, default=5000)
@@ -110,6 +117,23 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     command = ui_command(uri, port=args.port)
     print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
     return subprocess.call(command)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from qstudy.config import is_study_file, load_study_config, load_trial_config, load_yaml
+    from qstudy.plan import USABLE_FRACTION, PlanRow, estimate_memory, format_plan, plan_study
+
+    cluster = dict(gpus_per_node=args.gpus_per_node, gpu_memory_gib=args.gpu_memory_gib, nodes=args.nodes)
+    if is_study_file(load_yaml(args.file)):
+        rows = plan_study(load_study_config(args.file, check_paths=False), **cluster)
+    else:
+        trial = load_trial_config(args.file)
+        rows = [PlanRow("trial", trial, estimate_memory(trial, **cluster))]
+    print(f"{args.file}: {args.nodes} node(s) x {args.gpus_per_node} GPUs x {args.gpu_memory_gib:g} GiB "
+          f"({USABLE_FRACTION:.0%} usable); GiB per GPU, bf16, no recomputation")
+    print(format_plan(rows))
+    misfits = [row for row in rows if row.trial.resources.use_gpu and not row.estimate.fits]
+    return 1 if misfits else 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -60,6 +60,9 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     init_ray(address, worker_env(study.trial))
     raise_if(check_placement(study.trial, source, prefix="trial."))
+    from qstudy.plan import check_fits_on_ray
+
+    raise_if(check_fits_on_ray(study, source))  # GPU memory per trial shape; CPU-only: nothing to check
 
     Path(paths["output"]).mkdir(parents=True, exist_ok=True)
     space = {key: spec.to_optuna() for key, spec in study.space.items()}

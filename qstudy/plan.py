@@ -1,0 +1,442 @@
+"""The memory planner: per-GPU memory of a trial before launch, and whether it fits.
+
+`qstudy plan FILE` prints one row per distinct trial shape of a study; `check_fits`
+gives the same decision as ConfigError-style lines for `qstudy sweep` to refuse a study
+before any Ray resource is taken. All sizes assume bf16 weights and activations (the GPU
+default, ``model.dtype: auto``) and no activation recomputation.
+
+Model states (bytes per GPU, P parameters, N = GPUs of the trial = ``resources.num_workers``):
+
+- zero0, zero1: our own estimate (DeepSpeed ships none), in the zero2 estimator's byte
+  accounting so the stages compare: bf16 params 2P, bf16 grads 2P, and 16P of fp32 state
+  (grads 4P, master weights 4P, Adam m and v 8P; DeepSpeed's bf16 optimizers keep fp32
+  grads too). zero0 partitions nothing: 20P. zero1 partitions the fp32 state: 4P + 16P/N.
+  CPU per node as DeepSpeed's zero2 estimate (4P per local rank x 1.5, loading the model).
+- zero2, zero2_offload: DeepSpeed's ``estimate_zero2_model_states_mem_needs``
+  (2P + 18P/N on the GPU; offload: 2P on the GPU, the rest on the CPU).
+- zero3, zero3_offload: DeepSpeed's ``estimate_zero3_model_states_mem_needs`` with the
+  largest module's parameters (4 bytes each: the gathered layer), zero_init on
+  (18P/N on the GPU; offload of optimizer and params: only the largest layer on the GPU).
+
+Activations (bytes per GPU, micro-batch b, sequence s = ``data.max_tokens``, hidden h,
+attention heads a, vocabulary V, per layer):
+
+- ``34·s·b·h``: Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
+  Transformer Models", arXiv 2205.05198), bf16, no tensor parallelism, the attention-score
+  term dropped because SDPA (flash / memory-efficient) never stores the [b, a, s, s] scores.
+- quantum-attention layers materialise them: ``18·b·a·s²`` (fp32 scores, fp32 response,
+  fp32 masked logits, fp32 softmax, bf16 weights kept for the backward: 4+4+4+4+2 bytes
+  per score; an estimate of what autograd keeps, not a measurement).
+- the output layer: ``6·b·s·V`` (bf16 logits and the fp32 copy cross-entropy makes).
+
+A trial fits when model states + activations <= 90% of the GPU's memory: the other 10%
+is headroom for the CUDA context, NCCL buffers, allocator fragmentation and DeepSpeed's
+communication buckets, which none of the formulas count. CPU memory (offload presets) is
+reported per node, from DeepSpeed's estimators, but not part of the decision.
+
+torch, transformers and deepspeed are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import logging
+import math
+import os
+from typing import Any
+
+from qstudy._llama_presets import llama_config_kwargs
+
+__all__ = [
+    "USABLE_FRACTION",
+    "MemoryEstimate",
+    "PlanRow",
+    "check_fits",
+    "check_fits_on_ray",
+    "count_parameters",
+    "estimate_memory",
+    "format_plan",
+    "plan_study",
+]
+
+logger = logging.getLogger(__name__)
+
+GIB = 2**30
+# Share of a GPU's memory the planner lets a trial use; the rest is headroom (module docstring).
+USABLE_FRACTION = 0.9
+# Trial settings that change memory; any other searched key (λ, lr, seed, ...) does not.
+SHAPE_KEYS = (
+    "model.preset",
+    "model.num_hidden_layers",
+    "deepspeed.preset",
+    "resources.num_workers",
+    "resources.use_gpu",
+    "train.micro_batch_size",
+    "data.max_tokens",
+    "quantum.enabled",
+    "quantum.layers",
+)  # quantum.n_qubits / circuit_depth add 2·depth·qubits parameters per layer: not a shape
+
+
+# ------------------------------------------------------------------------- parameters
+
+
+def _architecture(model_config) -> dict[str, Any]:
+    """The LlamaConfig arguments of a ``ModelConfig`` (preset, depth override)."""
+    kwargs = llama_config_kwargs(model_config.preset)
+    if model_config.num_hidden_layers is not None:
+        kwargs["num_hidden_layers"] = model_config.num_hidden_layers
+    return kwargs
+
+
+@functools.lru_cache(maxsize=None)
+def _meta_counts(preset: str, num_hidden_layers: int | None) -> tuple[int, int]:
+    """(parameters, parameters of the largest module) of a preset built on the meta device.
+
+    Nothing is allocated: a 70B model builds in about a second. Tied embeddings are one
+    parameter, counted once (``model.parameters()`` yields it once).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    kwargs = llama_config_kwargs(preset)
+    if num_hidden_layers is not None:
+        kwargs["num_hidden_layers"] = num_hidden_layers
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**kwargs))
+    total = sum(p.numel() for p in model.parameters())
+    # As DeepSpeed's estimate_zero3_model_states_mem_needs_all_live: a module's own parameters.
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    return total, largest
+
+
+def _quantum_layers(trial) -> int:
+    if not trial.quantum.enabled:
+        return 0
+    layers = _architecture(trial.model)["num_hidden_layers"]
+    return layers if trial.quantum.layers is None else len(set(trial.quantum.layers))
+
+
+def count_parameters(model_config, quantum_config=None) -> int:
+    """The exact parameter count of a trial's model, from a model built on the meta device.
+
+    Args:
+        model_config: a ``qstudy.config.ModelConfig`` (preset and ``num_hidden_layers``;
+            a ``path`` checkpoint is taken to have its preset's architecture). llama-tiny
+            uses LlamaConfig's default vocabulary (32000); a trial sets the task's.
+        quantum_config: a ``qstudy.config.QuantumConfig``; if enabled, adds the quantum
+            attention's parameters, computed arithmetically (they are tiny and need no
+            model): per chosen layer ``2·circuit_depth·n_qubits`` angles (a, b) plus one
+            gate per attention head.
+
+    Returns:
+        The number of parameters.
+    """
+    total, _ = _meta_counts(model_config.preset, model_config.num_hidden_layers)
+    if quantum_config is not None and quantum_config.enabled:
+        arch = _architecture(model_config)
+        layers = arch["num_hidden_layers"] if quantum_config.layers is None else len(set(quantum_config.layers))
+        per_layer = 2 * quantum_config.circuit_depth * quantum_config.n_qubits + arch["num_attention_heads"]
+        total += layers * per_layer
+    return total
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+@dataclasses.dataclass(frozen=True)
+class MemoryEstimate:
+    """Per-GPU memory of one trial shape (GiB), and whether it fits.
+
+    Attributes:
+        params: parameters of the model, quantum attention included.
+        gpus: GPUs of the trial (``resources.num_workers``).
+        nodes: nodes those GPUs span (``ceil(gpus / gpus_per_node)``).
+        model_states_gib: params, grads and optimizer state on each GPU.
+        activations_gib: activations of one micro-batch on each GPU.
+        total_gib: model states + activations.
+        cpu_gib_per_node: host memory per node DeepSpeed's estimator asks for.
+        gpu_memory_gib: memory of one GPU; None if not given (no decision).
+        placeable: the trial's GPUs exist in the cluster (``gpus <= gpus_per_node·nodes``).
+    """
+
+    params: int
+    gpus: int
+    nodes: int
+    model_states_gib: float
+    activations_gib: float
+    total_gib: float
+    cpu_gib_per_node: float
+    gpu_memory_gib: float | None = None
+    placeable: bool = True
+
+    @property
+    def usable_gib(self) -> float | None:
+        return None if self.gpu_memory_gib is None else self.gpu_memory_gib * USABLE_FRACTION
+
+    @property
+    def fits(self) -> bool | None:
+        """True if it fits, False if not, None if no GPU memory was given."""
+        if self.gpu_memory_gib is None:
+            return None
+        return self.placeable and self.total_gib <= self.usable_gib
+
+
+def _deepspeed_estimators():
+    # DeepSpeed picks its accelerator at import; on a machine without CUDA it falls back to
+    # CPU with a warning. Saying so up front keeps the import quiet and certain.
+    if "DS_ACCELERATOR" not in os.environ:
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ["DS_ACCELERATOR"] = "cpu"
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    return estimate_zero2_model_states_mem_needs, estimate_zero3_model_states_mem_needs
+
+
+def _model_states_bytes(preset: str, params: int, largest: int, gpus_per_node: int, nodes: int) -> tuple[int, int]:
+    """(GPU bytes, CPU bytes per node) of params, grads and optimizer state."""
+    gpus = gpus_per_node * nodes
+    stage, offload = int(preset[len("zero")]), preset.endswith("_offload")
+    if stage in (0, 1):
+        partitioned = 16 * params if stage == 0 else math.ceil(16 * params / gpus)
+        return 4 * params + partitioned, int(4 * params * gpus_per_node * 1.5)
+    zero2, zero3 = _deepspeed_estimators()
+    if stage == 2:
+        cpu, gpu = zero2(params, num_gpus_per_node=gpus_per_node, num_nodes=nodes, cpu_offload=offload)
+        return gpu, cpu
+    cpu, gpu, _ = zero3(
+        params, largest, num_gpus_per_node=gpus_per_node, num_nodes=nodes,
+        cpu_offload=offload, cpu_offload_params=offload, zero_init=True,
+    )
+    return gpu, cpu
+
+
+def _activation_bytes(trial) -> int:
+    """Activations of one micro-batch (module docstring's formulas), bf16."""
+    arch = _architecture(trial.model)
+    b, s = trial.train.micro_batch_size, trial.data.max_tokens
+    h, heads, layers = arch["hidden_size"], arch["num_attention_heads"], arch["num_hidden_layers"]
+    vocab = arch.get("vocab_size", 32000)
+    per_layer = 34 * s * b * h  # [b, s, h]-shaped tensors of one decoder layer
+    scores = 18 * b * heads * s * s  # [b, heads, s, s] kept by a quantum-attention layer
+    logits = 6 * b * s * vocab  # [b, s, vocab] in bf16, and in fp32 for the loss
+    return layers * per_layer + _quantum_layers(trial) * scores + logits
+
+
+def estimate_memory(trial, gpus_per_node: int = 8, nodes: int | None = None, gpu_memory_gib: float | None = None) -> MemoryEstimate:
+    """Per-GPU memory of a trial on ``resources.num_workers`` GPUs (one per worker).
+
+    Args:
+        trial: a ``qstudy.config.TrialConfig``.
+        gpus_per_node: GPUs of one node of the cluster; the trial's GPUs fill nodes in
+            turn (DeepSpeed's estimators need the split: CPU memory is per node).
+        nodes: nodes in the cluster; a trial that needs more GPUs than
+            ``gpus_per_node·nodes`` is not placeable. None: as many as it needs.
+        gpu_memory_gib: memory of one GPU, for the fit decision; None: no decision.
+
+    Returns:
+        A MemoryEstimate.
+    """
+    params = count_parameters(trial.model, trial.quantum)
+    _, largest = _meta_counts(trial.model.preset, trial.model.num_hidden_layers)
+    gpus = trial.resources.num_workers
+    used_nodes = math.ceil(gpus / gpus_per_node)
+    # DeepSpeed's estimators take a uniform layout: nodes x GPUs each. A trial smaller than
+    # a node runs on part of one; a bigger one is counted as full nodes (gpus / nodes each).
+    per_node = min(gpus, gpus_per_node) if used_nodes == 1 else gpus / used_nodes
+    gpu_bytes, cpu_bytes = _model_states_bytes(trial.deepspeed.preset, params, largest, per_node, used_nodes)
+    activations = _activation_bytes(trial)
+    return MemoryEstimate(
+        params=params,
+        gpus=gpus,
+        nodes=used_nodes,
+        model_states_gib=gpu_bytes / GIB,
+        activations_gib=activations / GIB,
+        total_gib=(gpu_bytes + activations) / GIB,
+        cpu_gib_per_node=cpu_bytes / GIB,
+        gpu_memory_gib=gpu_memory_gib,
+        placeable=nodes is None or gpus <= gpus_per_node * nodes,
+    )
+
+
+# ------------------------------------------------------------------------------ study
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanRow:
+    """One distinct trial shape of a study and its estimate.
+
+    Attributes:
+        where: where the shape comes from: ``trial``, ``baselines.I`` or
+            ``space (key=value, ...)`` naming the searched shape keys.
+        trial: the trial config of that shape.
+        estimate: its MemoryEstimate.
+    """
+
+    where: str
+    trial: Any
+    estimate: MemoryEstimate
+
+    def shape(self) -> tuple:
+        t = self.trial
+        return (
+            t.model.preset, t.model.num_hidden_layers, t.deepspeed.preset, t.resources.num_workers,
+            t.resources.use_gpu, t.train.micro_batch_size, t.data.max_tokens, t.quantum.enabled,
+            None if t.quantum.layers is None else tuple(t.quantum.layers),
+        )
+
+
+def _shape_values(spec) -> list[Any]:
+    """The values of a searched shape key worth planning: every choice, or the range's ends."""
+    if spec.type == "categorical":
+        return list(spec.choices)
+    return [spec.low] if spec.low == spec.high else [spec.low, spec.high]
+
+
+def _candidates(study) -> list[tuple[str, dict[str, Any]]]:
+    searched = {key: _shape_values(spec) for key, spec in study.space.items() if key in SHAPE_KEYS}
+    found: list[tuple[str, dict[str, Any]]] = [("trial", {})]
+    for combo in itertools.product(*searched.values()):
+        values = dict(zip(searched, combo))
+        found.append((f"space ({', '.join(f'{k}={v!r}' for k, v in values.items())})", values))
+    # A baseline adds a shape only where it sets a shape key to a value the space lacks.
+    for i, baseline in enumerate(study.baselines):
+        fixed = {key: value for key, value in baseline.items() if key in SHAPE_KEYS}
+        rest = {key: values for key, values in searched.items() if key not in fixed}
+        for combo in itertools.product(*rest.values()):
+            found.append((f"baselines.{i}", {**fixed, **dict(zip(rest, combo))}))
+    return found
+
+
+def plan_study(study, gpus_per_node: int = 8, gpu_memory_gib: float | None = None, nodes: int | None = None) -> list[PlanRow]:
+    """One row per distinct trial shape of a study: the fixed trial, every combination of
+    the searched shape keys (``SHAPE_KEYS``: categorical choices, the ends of numeric
+    ranges), and each baseline. A combination the trial config refuses (e.g. a batch
+    that no longer divides) is left out: the sampler's trial would fail validation anyway.
+
+    Args:
+        study: a ``qstudy.config.StudyConfig``.
+        gpus_per_node, nodes, gpu_memory_gib: as `estimate_memory`.
+
+    Returns:
+        PlanRows, the first of each shape only, in the order above.
+    """
+    rows, seen = [], set()
+    for where, values in _candidates(study):
+        try:
+            trial = study.trial_config(values)
+        except ValueError:
+            continue
+        row = PlanRow(where, trial, estimate_memory(trial, gpus_per_node, nodes, gpu_memory_gib))
+        if row.shape() not in seen:
+            seen.add(row.shape())
+            rows.append(row)
+    return rows
+
+
+def format_plan(rows: list[PlanRow]) -> str:
+    """The rows as a fixed-width table (GiB per GPU unless said)."""
+    header = ("where", "preset", "layers", "deepspeed", "gpus", "batch x tokens", "params",
+              "states", "activ.", "total", "usable", "fits", "cpu/node")
+    lines = [header]
+    for row in rows:
+        t, e = row.trial, row.estimate
+        layers = _architecture(t.model)["num_hidden_layers"]
+        fits = "cpu trial" if not t.resources.use_gpu else (
+            "-" if e.fits is None else "yes" if e.fits else "no" if e.placeable else "no GPUs")
+        lines.append((
+            row.where, t.model.preset, str(layers), t.deepspeed.preset, str(e.gpus),
+            f"{t.train.micro_batch_size} x {t.data.max_tokens}", f"{e.params / 1e9:.3f}B",
+            f"{e.model_states_gib:.1f}", f"{e.activations_gib:.1f}", f"{e.total_gib:.1f}",
+            "-" if e.usable_gib is None else f"{e.usable_gib:.1f}", fits, f"{e.cpu_gib_per_node:.0f}",
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    return "\n".join(text)
+
+
+def _advice(trial) -> str:
+    stage = trial.deepspeed.preset
+    smaller = "a smaller train.micro_batch_size or data.max_tokens"
+    if stage == "zero3_offload":
+        return f"use more GPUs (resources.num_workers) or {smaller}"
+    if stage.startswith("zero3"):
+        return f"use zero3_offload or more GPUs (resources.num_workers), or {smaller}"
+    return "use zero3 or zero3_offload or more GPUs (resources.num_workers)"
+
+
+def check_fits(
+    study, gpus_per_node: int, gpu_memory_gib: float, nodes: int | None = None, source: str = ""
+) -> list[str]:
+    """Problems of a study whose GPU trials cannot fit, as ConfigError lines; [] if all fit.
+
+    CPU trials (``resources.use_gpu: false``) are not checked.
+
+    Args:
+        study: a ``qstudy.config.StudyConfig``.
+        gpus_per_node: GPUs of one node.
+        gpu_memory_gib: memory of one GPU.
+        nodes: nodes of the cluster (None: no placement check).
+        source: the study file, the lines' prefix.
+
+    Returns:
+        Lines like ``FILE: trial: llama-3.1-70b needs 148.2 GiB per GPU with zero3 on 8 GPUs,
+        more than 80 GiB (90% of it usable): use zero3_offload or more GPUs ...``.
+    """
+    problems = []
+    for row in plan_study(study, gpus_per_node, gpu_memory_gib, nodes):
+        t, e = row.trial, row.estimate
+        if not t.resources.use_gpu or e.fits:
+            continue
+        prefix = f"{source}: {row.where}" if source else row.where
+        if not e.placeable:
+            problems.append(f"{prefix}: resources.num_workers: needs {e.gpus} GPUs, the cluster has "
+                            f"{nodes} x {gpus_per_node} = {nodes * gpus_per_node}")
+            continue
+        problems.append(
+            f"{prefix}: {t.model.preset} needs {e.total_gib:.1f} GiB per GPU with {t.deepspeed.preset} on {e.gpus} "
+            f"GPU{'s' if e.gpus != 1 else ''} ({e.model_states_gib:.1f} model states + {e.activations_gib:.1f} "
+            f"activations at {t.train.micro_batch_size} x {t.data.max_tokens} tokens), more than {gpu_memory_gib:g} GiB "
+            f"({USABLE_FRACTION:.0%} of it usable): {_advice(t)}"
+        )
+    return problems
+
+
+def _probe_gpu_memory_gib() -> float:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / GIB
+
+
+def check_fits_on_ray(study, source: str, gpu_memory_gib: float | None = None, timeout_s: float = 300) -> list[str]:
+    """`check_fits` against the connected Ray cluster (call after ``ray.init``).
+
+    GPUs per node: the most any alive node has. GPU memory: ``gpu_memory_gib`` if given,
+    else measured by a one-GPU Ray task (``torch.cuda.get_device_properties``), which
+    takes a GPU for a second or two, before any trial does. A cluster without GPUs (a
+    laptop, a CPU-only local run) is not checked; ``check_placement`` already refuses GPU
+    trials there. If the probe cannot get a GPU within ``timeout_s`` (an autoscaler that
+    has not started a GPU node), the check is skipped with a warning.
+
+    Returns:
+        check_fits' lines; [] if all fit or nothing could be checked.
+    """
+    import ray
+
+    gpus = [int(node["Resources"].get("GPU", 0)) for node in ray.nodes() if node.get("Alive")]
+    if not any(gpus):
+        return []
+    if gpu_memory_gib is None:
+        probe = ray.remote(num_gpus=1, num_cpus=0)(_probe_gpu_memory_gib)
+        try:
+            gpu_memory_gib = ray.get(probe.remote(), timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            logger.warning("no GPU answered within %s s: per-GPU memory not checked (pass the GPU's memory)", timeout_s)
+            return []
+    return check_fits(study, max(gpus), gpu_memory_gib, source=source)
