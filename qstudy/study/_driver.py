@@ -93,7 +93,12 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
             "space.json": json.dumps({k: v.model_dump(mode="json") for k, v in study.space.items()}, indent=2),
         },
     )
-    tracker.close_orphans()
+    # Runs a killed driver left RUNNING: closed as killed, unless Optuna already holds
+    # the trial's fate (the driver died between telling Optuna and ending the run).
+    finished = searcher.finished_statuses()
+    for trial_id in tracker.close_orphans():
+        if trial_id in finished:
+            tracker.end_trial(trial_id, finished[trial_id])
 
     columns = _columns(study)
     results: dict[str, dict[str, Any]] = {}

@@ -107,6 +107,21 @@ class StudySearcher(Searcher):
         done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
         return [t.number for t in self.study.get_trials(deepcopy=False) if t.state in done]
 
+    def finished_statuses(self) -> dict[str, str]:
+        """Trial id -> qstudy status of every trial Optuna has a final state for."""
+        import optuna
+
+        fallback = {
+            optuna.trial.TrialState.COMPLETE: "completed",
+            optuna.trial.TrialState.PRUNED: "pruned",
+            optuna.trial.TrialState.FAIL: "failed",
+        }
+        return {
+            trial_name(t.number): t.user_attrs.get(_STATUS_ATTR, fallback[t.state])
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state in fallback
+        }
+
     def remaining(self) -> int:
         """Trials still to run: unfinished ones to re-run plus fresh ones to sample."""
         return max(0, self._num_samples - len(self.finished_numbers()))
