@@ -48,7 +48,7 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
 
     from qstudy.config import apply_overrides
     from qstudy.study._callbacks import ProgressCallback, TrackingCallback
-    from qstudy.study._searcher import StudySearcher, create_sampler
+    from qstudy.study._searcher import StudySearcher
     from qstudy.study._trial_fn import run_study_trial
     from qstudy.tracking import StudyTracker
     from qstudy.train import init_ray, worker_env
@@ -65,12 +65,12 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     raise_if(check_fits_on_ray(study, source))  # GPU memory per trial shape; CPU-only: nothing to check
 
     Path(paths["output"]).mkdir(parents=True, exist_ok=True)
-    space = {key: spec.to_optuna() for key, spec in study.space.items()}
+    space = study.optuna_space()
     searcher = StudySearcher(
         study_name=study.name,
         storage_url=paths["optuna_url"],
         space=space,
-        sampler=create_sampler(study.sampler, space),
+        sampler=study.build_sampler(),
         metric=study.objective.metric,
         mode=study.objective.mode,
         num_samples=study.num_samples,

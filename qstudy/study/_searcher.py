@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-__all__ = ["StudySearcher", "trial_name", "create_sampler", "TRIAL_ID_KEY", "OVERRIDES_KEY"]
+__all__ = ["StudySearcher", "trial_name", "TRIAL_ID_KEY", "OVERRIDES_KEY"]
 
 TRIAL_ID_KEY = "qstudy_trial_id"
 OVERRIDES_KEY = "qstudy_overrides"
@@ -33,39 +33,6 @@ _OVERRIDES_ATTR = "qstudy.overrides"
 
 def trial_name(number: int) -> str:
     return f"trial_{number:04d}"
-
-
-def create_sampler(sampler_config, space: dict):
-    """The Optuna sampler of ``sampler.type`` with its seed."""
-    import optuna
-
-    kind, seed = sampler_config.type, sampler_config.seed
-    startup = sampler_config.n_startup_trials
-    if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **({"n_startup_trials": startup} if startup is not None else {}))
-    if kind == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **({"n_startup_trials": startup} if startup is not None else {}))
-    if kind == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, **({"n_startup_trials": startup} if startup is not None else {}))
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    if kind == "grid":
-        return optuna.samplers.GridSampler({key: _grid_values(dist) for key, dist in space.items()}, seed=seed)
-    raise ValueError(f"unknown sampler type {kind!r}")
-
-
-def _grid_values(dist) -> list:
-    import optuna
-
-    if isinstance(dist, optuna.distributions.CategoricalDistribution):
-        return list(dist.choices)
-    values, x = [], dist.low
-    while x <= dist.high + 1e-12:
-        values.append(x)
-        x = x + dist.step
-    return values
 
 
 class StudySearcher(Searcher):
