@@ -43,7 +43,7 @@ def main() -> None:
         study_s = time.time() - t1
         ray.shutdown()
         client = MlflowClient(summary["tracking_uri"])
-        experiment = client.get_experiment_by_name(study.tracking.experiment or study.name)
+        experiment = client.get_experiment_by_name(study.experiment_name)
         runs = {
             r.data.tags["qstudy.trial_id"]: {"metrics": r.data.metrics}
             for r in client.search_runs([experiment.experiment_id])

@@ -169,7 +169,9 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
             exp_avgs, exp_avg_sqs, steps = exp_avgs[start:], exp_avg_sqs[start:], steps[start:]
             layouts = self._layouts(index, group, params)
             t0 = time.perf_counter()
-            perturbations = _perturbations(group, params, grads, layouts, int(steps[0].item()) + 1)
+            # Only the gaussian noise needs the step number; reading it syncs a CUDA step tensor.
+            step = int(steps[0].item()) + 1 if group["response"] == "gaussian" else 0
+            perturbations = _perturbations(group, params, grads, layouts, step)
             t1 = time.perf_counter()
             self._adamw(group, fused, params, grads, exp_avgs, exp_avg_sqs, steps)
             t2 = time.perf_counter()

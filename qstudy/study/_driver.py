@@ -19,16 +19,13 @@ _TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 1024**2}
 
 def study_paths(study, base_dir: str | Path | None = None) -> dict[str, str]:
     """Absolute paths of a study's output: Ray storage, Optuna storage, MLflow URI."""
-    from qstudy.tracking import absolute_tracking_uri
-
-    base = Path(base_dir or os.getcwd())
-    storage = (base / study.storage_path).resolve()
-    out = storage / study.name
+    storage = study.storage_path_absolute(base_dir)
+    out = Path(storage) / study.name
     return {
-        "storage_path": str(storage),
+        "storage_path": storage,
         "output": str(out),
         "optuna_url": f"sqlite:///{out / 'optuna.db'}",
-        "tracking_uri": absolute_tracking_uri(study.tracking.uri, base),
+        "tracking_uri": study.tracking_uri_absolute(base_dir),
     }
 
 
@@ -76,7 +73,7 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
         num_samples=study.num_samples,
         baselines=[dict(b) for b in study.baselines],
     )
-    tracker = StudyTracker(paths["tracking_uri"], study.tracking.experiment or study.name, study.name)
+    tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name)
     tracker.start_study(
         params={
             "study": study.name,
@@ -194,7 +191,7 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results) -> 
         best = {"trial_id": b["trial"], "metric": metric, "value": b[metric], "params": {k: b.get(k) for k in study.space}}
     uri = paths["tracking_uri"]
     if is_server_uri(uri):
-        ui = f"open {uri} in a browser (experiment {study.tracking.experiment or study.name!r})"
+        ui = f"open {uri} in a browser (experiment {study.experiment_name!r})"
     else:
         ui = f"qstudy ui {source}    # runs: {' '.join(ui_command(uri))}"
     lines = [
