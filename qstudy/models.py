@@ -8,11 +8,16 @@ so DeepSpeed, the optimizer and checkpoints see them; other layers run torch's S
 The options live in ``config.quantum_attention`` and travel with ``save_pretrained``;
 `load_quantum_llama` rebuilds the layer before the weights are loaded.
 
+Under ZeRO-3, `build_model` constructs the model partitioned from the start
+(transformers' DeepSpeed integration: ``deepspeed.zero.Init``), so no rank ever holds
+the whole model; the quantum parameters are partitioned as they are added.
+
 transformers is imported inside the functions that need it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -259,6 +264,11 @@ def _add_quantum_parameters(modules: dict[int, nn.Module], options: QuantumAtten
         module.quantum_b = nn.Parameter(b.to(device=device, dtype=weight.dtype))
         module.quantum_gate = nn.Parameter(torch.zeros(heads, device=device, dtype=weight.dtype))
         module.quantum_options = options
+        if hasattr(weight, "ds_id"):
+            # The model was built under ZeRO-3's zero.Init: partition these too (rank 0's
+            # values), so the model is uniformly partitioned and a ZeRO-3 from_pretrained
+            # loads them into every rank, not only into rank 0's plain tensors.
+            weight.convert_to_zero_parameters([module.quantum_a, module.quantum_b, module.quantum_gate])
 
 
 # ============================================================================ save / load
@@ -307,16 +317,54 @@ def _with_quantum_init(base: type) -> type:
 
 
 # ============================================================================ presets, checkpoints
-def build_model(trial, task) -> nn.Module:
+@contextlib.contextmanager
+def _zero3_init(deepspeed_config: dict[str, Any] | None):
+    """Models built (``from_config``) or loaded (``from_pretrained``) inside are partitioned
+    by ``deepspeed.zero.Init`` when ``deepspeed_config`` is ZeRO-3; otherwise does nothing.
+
+    transformers applies zero.Init while an ``HfDeepSpeedConfig`` is alive (a global
+    weakref); it is unset on the way out, so nothing built later is partitioned by surprise.
+    """
+    if (deepspeed_config or {}).get("zero_optimization", {}).get("stage") != 3:
+        yield
+        return
+    import deepspeed
+    from transformers.integrations.deepspeed import HfDeepSpeedConfig, unset_hf_deepspeed_config
+
+    # zero.Init checks the batch sizes against the world size before it wraps the
+    # torch.distributed group (DeepSpeed#3341): unwrapped, it sees a world of 1 and any
+    # multi-rank config fails. Wrap the caller's group first (raises if there is none).
+    deepspeed.init_distributed(dist_init_required=False)
+    alive = HfDeepSpeedConfig(deepspeed_config)  # noqa: F841 - held: transformers keeps only a weakref
+    try:
+        yield
+    finally:
+        unset_hf_deepspeed_config()
+
+
+def build_model(trial, task, deepspeed_config: dict[str, Any] | None = None) -> nn.Module:
     """The trial's model: a preset (random init, seeded by the caller) or a local
     checkpoint (``model.path``, offline), with the quantum attention installed per
     ``trial.quantum``.
 
+    With a ZeRO-3 ``deepspeed_config`` the model is built under ``deepspeed.zero.Init``:
+    every parameter is partitioned over the ranks as it is created (rank 0 initialises
+    or loads the values), so a rank never holds the whole model. This needs
+    ``torch.distributed`` to be initialised, and the config is the one later given to
+    ``deepspeed.initialize``.
+
     Args:
         trial: a ``qstudy.config.TrialConfig``.
         task: the trial's ``Task`` (tokenizer sizes, classification labels).
+        deepspeed_config: the trial's DeepSpeed config (``qstudy.train.deepspeed_config``);
+            None or another stage: the model is built whole.
     """
-    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    with _zero3_init(deepspeed_config):
+        return _build_model(trial, task)
+
+
+def _build_model(trial, task) -> nn.Module:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig
 
     spec, quantum = trial.model, trial.quantum
     if spec.path is not None:
@@ -332,11 +380,12 @@ def build_model(trial, task) -> nn.Module:
         if spec.num_hidden_layers is not None:
             kwargs["num_hidden_layers"] = spec.num_hidden_layers
         kwargs.update(pad_token_id=task.pad_token_id, bos_token_id=task.bos_token_id, eos_token_id=task.eos_token_id)
+        # from_config, not the class itself: that is where transformers applies zero.Init.
         if task.kind == "classification":
             config = LlamaConfig(**kwargs, num_labels=task.num_labels, attn_implementation="sdpa")
-            model = LlamaForSequenceClassification(config)
+            model = AutoModelForSequenceClassification.from_config(config)
         else:
-            model = LlamaForCausalLM(LlamaConfig(**kwargs, attn_implementation="sdpa"))
+            model = AutoModelForCausalLM.from_config(LlamaConfig(**kwargs, attn_implementation="sdpa"))
     if quantum.enabled and not any(hasattr(m, "quantum_gate") for m in quantum_attention_modules(model).values()):
         install_quantum_attention(
             model,

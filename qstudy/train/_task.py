@@ -54,11 +54,19 @@ class Task:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(n, generator=generator)
 
-    def eval_batches(self, rank: int, world_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    def eval_batches(self, rank: int, world_size: int) -> Iterator[tuple[dict[str, torch.Tensor], bool]]:
+        """This rank's share of the held-out set as ``(batch, counted)``, the same number
+        of batches on every rank: under multi-rank ZeRO-3 each forward is collective, so a
+        rank with a shorter share runs padding batches (``counted`` False) instead of
+        leaving the others waiting for good."""
         n = self.eval["input_ids"].shape[0]
-        mine = torch.arange(rank, n, world_size)
-        for chunk in mine.split(self.micro_batch_size):
-            yield {k: v[chunk] for k, v in self.eval.items()}
+        mine = torch.arange(n)[rank::world_size]
+        largest_share = -(-n // world_size)
+        batches = -(-largest_share // self.micro_batch_size)
+        chunks = [c for c in mine.split(self.micro_batch_size) if len(c)]  # an empty share splits into one empty chunk
+        for i in range(batches):
+            chunk = chunks[i] if i < len(chunks) else torch.zeros(1, dtype=torch.long)
+            yield {k: v[chunk] for k, v in self.eval.items()}, i < len(chunks)
 
     @torch.no_grad()
     def generate_accuracy(self, model, rank: int, world_size: int, device, synced: bool) -> tuple[float, float]:

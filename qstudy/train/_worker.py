@@ -52,16 +52,15 @@ class _Loop:
         use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
         device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
         task = build_task(trial)
+        ds_config = deepspeed_config(trial, use_gpu)
         torch.manual_seed(trial.seed)  # the same initial model on every rank
-        model = build_model(trial, task)
+        model = build_model(trial, task, deepspeed_config=ds_config)  # ZeRO-3: partitioned as it is built
         built = time.time()
         optimizer = SuperpositionalAdamW(
             [p for p in model.parameters() if p.requires_grad],
             **trial.optimizer.model_dump(exclude={"warmup_steps"}),
         )
-        engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, config=deepspeed_config(trial, use_gpu), dist_init_required=False
-        )
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)
         client = bind_deepspeed(engine)
         initialized = time.time()
         self.engine, self.task, self.device, self.dist = engine, task, device, dist
@@ -77,6 +76,10 @@ class _Loop:
             initial = {f"initial_{k}": v for k, v in self._evaluate(generate=False).items()}
         # Repeated in every report, so the trial's last result carries them.
         self.constant = {"resumed_from_step": start_step, **initial, **_quantum_parity(model, trial)}
+        # Exact size (ZeRO-3 leaves p.numel() == 0; a tied embedding is yielded once) and
+        # where the ranks ran (the study driver tags the MLflow run with it).
+        self.constant["model_parameters"] = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
+        self.constant["worker_nodes"] = self._worker_nodes()
         # Where start-up time goes (benchmarks/trial_startup.py): trial submitted -> worker
         # entry -> imports -> data + model -> deepspeed.initialize -> first optimizer step.
         self.constant.update(
@@ -183,15 +186,28 @@ class _Loop:
     def _comm_device(self):
         return self.device
 
+    def _worker_nodes(self) -> str:
+        """The Ray node ids of all ranks: sorted, de-duplicated, comma-joined."""
+        import ray
+
+        nodes = [ray.get_runtime_context().get_node_id()]
+        if self.world_size > 1:
+            gathered: list[Any] = [None] * self.world_size
+            self.dist.all_gather_object(gathered, nodes[0])
+            nodes = gathered
+        return ",".join(sorted(set(nodes)))
+
     @torch.no_grad()
     def _evaluate(self, generate: bool = True) -> dict[str, float]:
         engine, task = self.engine, self.task
         engine.eval()
         loss_sum, count = 0.0, 0.0
         correct, total = 0.0, 0.0
-        for batch in task.eval_batches(self.rank, self.world_size):
+        for batch, counted in task.eval_batches(self.rank, self.world_size):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             out = engine(**batch)
+            if not counted:  # padding: keeps ZeRO-3's collective forwards in step
+                continue
             n = float(batch["input_ids"].shape[0])
             loss_sum += float(out.loss) * n
             count += n
@@ -227,6 +243,8 @@ class _Loop:
         from ray.train import Checkpoint
 
         metrics = {**self.constant, **metrics}
+        if self.device.type == "cuda":  # next to `qstudy plan`'s per-GPU estimate
+            metrics["gpu_max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if final:
             with tempfile.TemporaryDirectory(prefix="qstudy-final-") as directory:
                 if self.rank == 0:
@@ -247,12 +265,18 @@ def _quantum_parity(model, trial) -> dict[str, float]:
     """``aer_parity`` of the trial's attention circuits (max over layers), logged at start."""
     if not trial.quantum.enabled:
         return {}
+    import deepspeed
+
     from qstudy.models import quantum_attention_modules
     from qstudy.quantum import aer_parity
 
-    worst = 0.0
-    for module in quantum_attention_modules(model).values():
-        if hasattr(module, "quantum_a"):
+    modules = [m for m in quantum_attention_modules(model).values() if hasattr(m, "quantum_a")]
+    # ZeRO-3 keeps small ("persistent") parameters whole only once its forward trace is
+    # complete: after a single forward they are partitioned again. Gather them (every rank
+    # calls this); a no-op for parameters ZeRO-3 does not manage.
+    with deepspeed.zero.GatheredParameters([p for m in modules for p in (m.quantum_a, m.quantum_b)]):
+        worst = 0.0
+        for module in modules:
             worst = max(
                 worst,
                 aer_parity(trial.quantum.n_qubits, trial.quantum.circuit_depth, module.quantum_a.detach(), module.quantum_b.detach()),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qstudy.config import ConfigError, TrialConfig
+from qstudy.config import ConfigError, TrialConfig, apply_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +31,7 @@ def _trial(**overrides) -> TrialConfig:
         "deepspeed": {"preset": "zero2"},
         "resources": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 1},
     }
-    for dotted, value in overrides.items():
-        node = base
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return TrialConfig.model_validate(base)
+    return apply_overrides(TrialConfig.model_validate(base), overrides)
 
 
 @pytest.fixture(scope="module")

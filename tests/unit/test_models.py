@@ -263,3 +263,121 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     torch.testing.assert_close(got, expected)
     assert models._COMPILE_STATE["failed"]
     assert "no C++ compiler" in caplog.text
+
+
+# ------------------------------------------------------------- build_model under ZeRO-3
+def _build_trial(preset="zero3", **model):
+    from qstudy.config import TrialConfig
+
+    return TrialConfig.model_validate(
+        {"model": {"preset": "llama-tiny", **model}, "quantum": {"n_qubits": 3, "circuit_depth": 2, "seed": 7},
+         "deepspeed": {"preset": preset}, "train": {"global_batch_size": 4, "micro_batch_size": 4}}
+    )
+
+
+def _build_task():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(kind="causal_lm", vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def _ds_config(trial):
+    from qstudy.train import deepspeed_config
+
+    return deepspeed_config(trial, use_gpu=False)
+
+
+@pytest.fixture(scope="module")
+def single_rank_group(tmp_path_factory):
+    """A one-process gloo group: zero.Init partitions over it (DeepSpeed wraps it, DS_ACCELERATOR=cpu).
+
+    zero.Init reads LOCAL_RANK; Ray Train sets it (and RANK, WORLD_SIZE) in its workers.
+    """
+    import torch.distributed as dist
+
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}.items():
+            env.setenv(name, value)
+        store = dist.FileStore(str(tmp_path_factory.mktemp("dist") / "store"), 1)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+        yield
+        dist.destroy_process_group()
+
+
+def _gathered(model) -> dict[str, torch.Tensor]:
+    import deepspeed
+
+    params = dict(model.named_parameters())
+    with deepspeed.zero.GatheredParameters(list(params.values())):
+        return {name: p.detach().clone() for name, p in params.items()}
+
+
+def test_zero3_config_builds_a_partitioned_model(single_rank_group):
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    from qstudy.models import build_model
+
+    trial = _build_trial()
+    eager = build_model(trial, _build_task())
+    torch.manual_seed(0)
+    model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
+    assert not is_deepspeed_zero3_enabled()  # the HfDeepSpeedConfig global is gone
+    assert model.config._attn_implementation == QUANTUM_ATTENTION
+    params = dict(model.named_parameters())
+    assert sorted(params) == sorted(name for name, _ in eager.named_parameters())
+    assert [name for name, p in params.items() if not hasattr(p, "ds_id")] == []  # quantum ones included
+    assert {name: p.ds_numel for name, p in params.items()} == {name: p.numel() for name, p in eager.named_parameters()}
+    values = _gathered(model)
+    # Initialised by transformers' ZeRO-3 path, not left as uninitialised storage; the
+    # quantum angles keep their own seeded draw.
+    assert values["model.norm.weight"].tolist() == [1.0] * 64
+    assert 0.015 < float(values["model.embed_tokens.weight"].std()) < 0.025  # initializer_range 0.02
+    for name in ("quantum_a", "quantum_b", "quantum_gate"):
+        key = f"model.layers.1.self_attn.{name}"
+        torch.testing.assert_close(values[key], dict(eager.named_parameters())[key].detach())
+    # Same seed, same weights: rank 0 initialises from the global generator.
+    torch.manual_seed(0)
+    again = _gathered(build_model(trial, _build_task(), deepspeed_config=_ds_config(trial)))
+    assert all(torch.equal(values[name], again[name]) for name in values)
+
+
+def test_zero3_checkpoint_loads_into_partitions(single_rank_group, tmp_path):
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    from qstudy.models import build_model
+
+    saved = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=1, seed=4)
+    _set_gates(saved)
+    saved.save_pretrained(tmp_path)
+    trial = _build_trial(path=str(tmp_path))
+    model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
+    assert not is_deepspeed_zero3_enabled()
+    assert all(hasattr(p, "ds_id") for p in model.parameters())
+    values = _gathered(model)
+    expected = dict(saved.named_parameters())
+    assert sorted(values) == sorted(expected)
+    for name, value in values.items():  # the trained gates too, not the layer's initial zeros
+        torch.testing.assert_close(value, expected[name].detach(), atol=0, rtol=0, msg=name)
+
+
+def test_other_stages_build_the_whole_model_as_before():
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    from qstudy._llama_presets import llama_config_kwargs
+    from qstudy.models import build_model
+
+    trial = _build_trial("zero2")
+    torch.manual_seed(0)
+    model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
+    assert not is_deepspeed_zero3_enabled()
+    assert not any(hasattr(p, "ds_id") for p in model.parameters())
+    kwargs = llama_config_kwargs("llama-tiny")
+    kwargs.update(vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    plain = transformers.LlamaForCausalLM(transformers.LlamaConfig(**kwargs))  # the constructor build_model used to call
+    got = dict(model.named_parameters())
+    for name, p in plain.named_parameters():
+        assert torch.equal(got[name], p), name
+    assert sorted(set(got) - {name for name, _ in plain.named_parameters()}) == sorted(
+        f"model.layers.{i}.self_attn.quantum_{v}" for i in range(2) for v in ("a", "b", "gate")
+    )
