@@ -293,6 +293,11 @@ class StudyTracker:
         self._log_batch(run_id, metrics=fresh, step=step)
         last.update(dict.fromkeys(fresh, step))
 
+    def tag_trial(self, trial_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a trial's run, e.g. ``qstudy.worker_nodes`` (the Ray nodes its
+        workers ran on). Raises TrackingError if the trial has no run."""
+        self._log_batch(self._run_id(trial_id), tags=tags)
+
     def end_trial(self, trial_id: str, status: str, error: str | None = None) -> None:
         """End a trial's run: tag ``qstudy.status`` and set the MLflow run status.
 

@@ -12,6 +12,8 @@ from qstudy.study._searcher import OVERRIDES_KEY, TRIAL_ID_KEY, status_of
 
 __all__ = ["TrackingCallback", "ProgressCallback", "short_names"]
 
+# String results kept on the trial's MLflow run as tags (metrics are numbers only).
+_RESULT_TAGS = {"worker_nodes": "qstudy.worker_nodes"}
 
 
 def short_names(keys) -> dict[str, str]:
@@ -36,6 +38,7 @@ class TrackingCallback(Callback):
         self._trial_config_of = trial_config_of  # values -> full trial config dict
         self.statuses: dict[str, str] = {}
         self.results: dict[str, dict[str, Any]] = {}
+        self._tags: dict[str, dict[str, str]] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         values = _values(trial)
@@ -47,6 +50,10 @@ class TrackingCallback(Callback):
         self.results[tid] = result
         if step is not None:
             self.tracker.log_metrics(tid, _numeric(result), int(step))
+        tags = {tag: result[key] for key, tag in _RESULT_TAGS.items() if isinstance(result.get(key), str)}
+        if tags and tags != self._tags.get(tid):
+            self.tracker.tag_trial(tid, tags)
+            self._tags[tid] = tags
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         tid = _trial_id(trial)

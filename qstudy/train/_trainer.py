@@ -32,8 +32,13 @@ def worker_env(trial: TrialConfig) -> dict[str, str]:
 
 
 def init_ray(address: str | None = None, env: dict[str, str] | None = None, **kwargs: Any) -> None:
-    """Connects to ``address`` (or ``RAY_ADDRESS``), else starts a local Ray sized for
-    this machine with a 512 MiB object store (plenty: trials pass no data through it)."""
+    """Connects to ``address`` (or ``RAY_ADDRESS``; ``"auto"`` finds a cluster started on
+    this machine with ``ray start``), else starts a new local Ray sized for this machine
+    with a 512 MiB object store (plenty: trials pass no data through it).
+
+    A new one even where a ``ray start`` cluster runs here: left to itself, ``ray.init()``
+    would join the cluster recorded in ``<temp dir>/ray_current_cluster``.
+    """
     import ray
 
     if ray.is_initialized():
@@ -45,7 +50,7 @@ def init_ray(address: str | None = None, env: dict[str, str] | None = None, **kw
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **kwargs)
     else:
-        ray.init(object_store_memory=512 * 1024**2, runtime_env=runtime_env, log_to_driver=False, **kwargs)
+        ray.init(address="local", object_store_memory=512 * 1024**2, runtime_env=runtime_env, log_to_driver=False, **kwargs)
 
 
 def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callbacks=None):

@@ -3,82 +3,22 @@ SQLite and an MLflow SQLite store."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
+from _studies import study_runs, sweep, write_study
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _study(tmp_path, name, **over):
-    trial = {
-        "seed": 0,
-        "model": {"preset": "llama-tiny"},
-        "quantum": {"n_qubits": 2, "circuit_depth": 1},
-        "optimizer": {"lr": 3e-3},
-        "data": {"task": "synthetic_gsm8k", "train_examples": 128, "eval_examples": 16, "generate_examples": 0, "max_tokens": 160},
-        "train": {"max_steps": 6, "global_batch_size": 4, "micro_batch_size": 4, "eval_every_steps": 3, "log_every_steps": 1},
-        "deepspeed": {"preset": "zero2"},
-        "resources": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 0},
-    }
-    study = {
-        "name": name,
-        "objective": {"metric": "eval_loss", "mode": "min"},
-        "sampler": {"type": "tpe", "seed": 0},
-        "scheduler": {"type": "none"},
-        "num_samples": 3,
-        "max_concurrent": 2,
-        "trial_timeout_s": 600,
-        "space": {"optimizer.quantum_weight": {"type": "float", "low": 0.1, "high": 1.0}},
-        "baselines": [{"optimizer.quantum_weight": 0.0}],
-        "trial": trial,
-        "tracking": {"uri": "sqlite:///mlruns.db"},
-        "storage_path": "runs",
-    }
-    for dotted, value in over.items():
-        node = study
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(f"# qstudy sweep {name}.yaml\n" + yaml.safe_dump(study))
-    return path
-
-
-def _sweep(path, cwd, **kwargs):
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "qstudy.cli", "sweep", str(path)], cwd=cwd, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,
-    )
-
-
-def _runs(tmp_path, study):
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
-    experiment = client.get_experiment_by_name(study)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [r for r in runs if r.data.tags.get("qstudy.role") == "study"]
-    children = [r for r in runs if "qstudy.trial_id" in r.data.tags]
-    return client, parents, children
-
 
 def test_three_trial_study_end_to_end(tmp_path):
-    path = _study(tmp_path, "e2e")
-    proc = _sweep(path, tmp_path)
+    path = write_study(tmp_path, "e2e")
+    proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-4000:]
     assert "study e2e: 3/3 trials" in out and "MLflow UI: qstudy ui" in out
 
-    client, parents, children = _runs(tmp_path, "e2e")
+    client, parents, children = study_runs(tmp_path, "e2e")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 3
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
@@ -86,6 +26,7 @@ def test_three_trial_study_end_to_end(tmp_path):
     for run in children:
         assert run.data.tags["qstudy.status"] == "completed"
         assert run.info.status == "FINISHED"
+        assert len(run.data.tags["qstudy.worker_nodes"]) == 56  # one Ray node id (hex)
         assert "quantum_weight" in run.data.params and "optimizer.lr" in run.data.params
         history = client.get_metric_history(run.info.run_id, "eval_loss")
         assert [m.step for m in history] == sorted({m.step for m in history})  # once per step
@@ -98,13 +39,13 @@ def test_three_trial_study_end_to_end(tmp_path):
 
     import optuna
 
-    ot = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'e2e' / 'optuna.db'}")
+    ot = optuna.loadwrite_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'e2e' / 'optuna.db'}")
     assert [t.state.name for t in ot.trials] == ["COMPLETE"] * 3
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path):
-    path = _study(tmp_path, "resume", num_samples=4, **{"trial.train.max_steps": 10, "trial.train.eval_every_steps": 5})
-    proc = _sweep(path, tmp_path, start_new_session=True)
+    path = write_study(tmp_path, "resume", num_samples=4, **{"trial.train.max_steps": 10, "trial.train.eval_every_steps": 5})
+    proc = sweep(path, tmp_path, start_new_session=True)
     optuna_db = tmp_path / "runs" / "resume" / "optuna.db"
     deadline = time.monotonic() + 600
     import optuna
@@ -113,7 +54,7 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     while time.monotonic() < deadline and proc.poll() is None:
         if optuna_db.exists():
             try:
-                trials = optuna.load_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
+                trials = optuna.loadwrite_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
             except Exception:
                 trials = []
             if any(t.state.name == "COMPLETE" for t in trials) and any(t.state.name == "RUNNING" for t in trials):
@@ -124,23 +65,23 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     proc.communicate(timeout=60)
     assert killed, "the study ended before it could be interrupted"
 
-    again = _sweep(path, tmp_path)
+    again = sweep(path, tmp_path)
     out, _ = again.communicate(timeout=900)
     assert again.returncode == 0, out[-4000:]
     assert "study resume: 4/4 trials" in out
 
-    _, parents, children = _runs(tmp_path, "resume")
+    _, parents, children = study_runs(tmp_path, "resume")
     assert len(parents) == 1
     ids = [r.data.tags["qstudy.trial_id"] for r in children]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
     states = {r.data.tags["qstudy.trial_id"]: (r.info.status, r.data.tags["qstudy.status"], r.data.tags.get("qstudy.error", "")[-600:]) for r in children}
     assert all(s[:2] == ("FINISHED", "completed") for s in states.values()), states
-    trials = optuna.load_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
+    trials = optuna.loadwrite_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
 
 
-def test_asha_prunes_and_a_diverging_trial_does_not_stop_the_study(tmp_path):
-    path = _study(
+def test_asha_prunes_and_a_diverging_trial_does_not_stop_thewrite_study(tmp_path):
+    path = write_study(
         tmp_path,
         "asha",
         num_samples=4,
@@ -150,16 +91,16 @@ def test_asha_prunes_and_a_diverging_trial_does_not_stop_the_study(tmp_path):
         baselines=[{"optimizer.lr": 1e-2}, {"optimizer.lr": 1e-4}, {"optimizer.lr": 1e30}],
         **{"trial.train.max_steps": 8, "trial.train.eval_every_steps": 2, "trial.train.log_every_steps": 2},
     )
-    proc = _sweep(path, tmp_path)
+    proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-4000:]
-    _, _, children = _runs(tmp_path, "asha")
+    _, _, children = study_runs(tmp_path, "asha")
     statuses = {r.data.tags["qstudy.trial_id"]: r.data.tags["qstudy.status"] for r in children}
     assert statuses["trial_0002"] == "diverged"
     assert "pruned" in statuses.values()
     import optuna
 
-    trials = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'runs' / 'asha' / 'optuna.db'}").trials
+    trials = optuna.loadwrite_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'runs' / 'asha' / 'optuna.db'}").trials
     states = {t.number: t.state.name for t in trials}
     assert states[2] == "FAIL"
     assert "PRUNED" in states.values()
@@ -167,10 +108,10 @@ def test_asha_prunes_and_a_diverging_trial_does_not_stop_the_study(tmp_path):
 
 
 def test_bad_study_file_touches_nothing(tmp_path):
-    path = _study(
+    path = write_study(
         tmp_path, "bad", sampler={"type": "annealing"}, space={"optimizer.quantum_weight": {"type": "float", "low": 2.0, "high": 1.0}}
     )
-    proc = _sweep(path, tmp_path)
+    proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert f"{path}: sampler.type:" in out and "annealing" in out
@@ -181,16 +122,16 @@ def test_bad_study_file_touches_nothing(tmp_path):
 
 def test_a_stuck_trial_ends_as_failed_and_the_study_goes_on(tmp_path):
     # A 2 s limit: no trial can even start its workers in time, so each ends as failed.
-    path = _study(tmp_path, "stuck", num_samples=2, max_concurrent=1, trial_timeout_s=2)
-    proc = _sweep(path, tmp_path)
+    path = write_study(tmp_path, "stuck", num_samples=2, max_concurrent=1, trial_timeout_s=2)
+    proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, out[-4000:]  # every trial failed
     assert "study stuck: 2/2 trials" in out
-    _, parents, children = _runs(tmp_path, "stuck")
+    _, parents, children = study_runs(tmp_path, "stuck")
     assert len(parents) == 1 and len(children) == 2
     assert all(r.data.tags["qstudy.status"] == "failed" and r.info.status == "FAILED" for r in children)
     assert any("trial_timeout_s=2" in r.data.tags.get("qstudy.error", "") for r in children)
     import optuna
 
-    trials = optuna.load_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}").trials
+    trials = optuna.loadwrite_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}").trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]

@@ -327,3 +327,27 @@ def test_import_does_not_import_mlflow():
     code = "import sys, qstudy.tracking; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_string_results_become_trial_tags_once(new_tracker):
+    """The driver's TrackingCallback puts a trial's ``worker_nodes`` on its run as the tag
+    ``qstudy.worker_nodes``, writing again only when it changes (a restart on new nodes)."""
+    from types import SimpleNamespace
+
+    from qstudy.study._callbacks import TrackingCallback
+    from qstudy.study._searcher import TRIAL_ID_KEY
+
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    writes = []
+    tag_trial = tracker.tag_trial
+    tracker.tag_trial = lambda tid, tags: (writes.append(dict(tags)), tag_trial(tid, tags))
+    callback = TrackingCallback(tracker, lambda values: CONFIG)
+    trial = SimpleNamespace(config={TRIAL_ID_KEY: "trial_0000", "optimizer.lr": 3e-3}, trial_id="x")
+    callback.on_trial_start(0, [], trial)
+    for step, nodes in [(1, "node-a"), (2, "node-a"), (3, "node-a,node-b")]:
+        callback.on_trial_result(0, [], trial, {"step": step, "train_loss": 1.0 / step, "worker_nodes": nodes})
+    run = tracker.client.get_run(tracker.trial_runs()["trial_0000"]["run_id"])
+    assert run.data.tags["qstudy.worker_nodes"] == "node-a,node-b"
+    assert writes == [{"qstudy.worker_nodes": "node-a"}, {"qstudy.worker_nodes": "node-a,node-b"}]
+    assert "worker_nodes" not in run.data.metrics
