@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 export DS_ACCELERATOR ?= cpu
+# Runs with the venv's tools first on PATH: DeepSpeed's JIT ops rebuild whenever the
+# `ninja` on PATH changes (FIELD-NOTES), and the Ray nodes the tests start use the venv's.
+IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 # One JIT-extension cache per checkout, so DeepSpeed's ops build once (FIELD-NOTES).
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
@@ -21,21 +24,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(IN_VENV) $(PY) -m pytest tests
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit
+	$(IN_VENV) $(PY) -m pytest tests/unit
 
 # The smoke study on the embedded defaults: local Ray, SQLite MLflow store (./mlruns.db),
 # tiny Llama on CPU. Re-running it continues the same study.
 sweep: $(STAMP)
-	$(VENV)/bin/qstudy sweep search_spaces/smoke.yaml
+	$(IN_VENV) $(VENV)/bin/qstudy sweep search_spaces/smoke.yaml
 
 bench: $(STAMP)
-	$(PY) benchmarks/optimizer_step.py
-	$(PY) benchmarks/quantum_attention.py
-	$(PY) benchmarks/trial_startup.py
-	$(PY) benchmarks/study_overhead.py
+	$(IN_VENV) $(PY) benchmarks/optimizer_step.py
+	$(IN_VENV) $(PY) benchmarks/quantum_attention.py
+	$(IN_VENV) $(PY) benchmarks/trial_startup.py
+	$(IN_VENV) $(PY) benchmarks/study_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .torch_extensions
