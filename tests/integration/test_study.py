@@ -39,7 +39,7 @@ def test_three_trial_study_end_to_end(tmp_path):
 
     import optuna
 
-    ot = optuna.loadwrite_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'e2e' / 'optuna.db'}")
+    ot = optuna.load_study(study_name="e2e", storage=f"sqlite:///{tmp_path / 'runs' / 'e2e' / 'optuna.db'}")
     assert [t.state.name for t in ot.trials] == ["COMPLETE"] * 3
 
 
@@ -54,7 +54,7 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     while time.monotonic() < deadline and proc.poll() is None:
         if optuna_db.exists():
             try:
-                trials = optuna.loadwrite_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
+                trials = optuna.load_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
             except Exception:
                 trials = []
             if any(t.state.name == "COMPLETE" for t in trials) and any(t.state.name == "RUNNING" for t in trials):
@@ -76,11 +76,11 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
     states = {r.data.tags["qstudy.trial_id"]: (r.info.status, r.data.tags["qstudy.status"], r.data.tags.get("qstudy.error", "")[-600:]) for r in children}
     assert all(s[:2] == ("FINISHED", "completed") for s in states.values()), states
-    trials = optuna.loadwrite_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
+    trials = optuna.load_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
 
 
-def test_asha_prunes_and_a_diverging_trial_does_not_stop_thewrite_study(tmp_path):
+def test_asha_prunes_and_a_diverging_trial_does_not_stop_the_study(tmp_path):
     path = write_study(
         tmp_path,
         "asha",
@@ -100,7 +100,7 @@ def test_asha_prunes_and_a_diverging_trial_does_not_stop_thewrite_study(tmp_path
     assert "pruned" in statuses.values()
     import optuna
 
-    trials = optuna.loadwrite_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'runs' / 'asha' / 'optuna.db'}").trials
+    trials = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'runs' / 'asha' / 'optuna.db'}").trials
     states = {t.number: t.state.name for t in trials}
     assert states[2] == "FAIL"
     assert "PRUNED" in states.values()
@@ -133,5 +133,5 @@ def test_a_stuck_trial_ends_as_failed_and_the_study_goes_on(tmp_path):
     assert any("trial_timeout_s=2" in r.data.tags.get("qstudy.error", "") for r in children)
     import optuna
 
-    trials = optuna.loadwrite_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}").trials
+    trials = optuna.load_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}").trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
