@@ -92,8 +92,13 @@ class TrainConfig(_Strict):
     max_steps: int = Field(20, ge=1, description="optimizer steps of the trial")
     global_batch_size: int = Field(8, ge=1, description="sequences per optimizer step, all workers together")
     micro_batch_size: int = Field(4, ge=1, description="sequences per worker per forward pass")
-    eval_every_steps: int = Field(10, ge=1, description="eval + checkpoint cadence (and at the last step)")
+    eval_every_steps: int = Field(10, ge=1, description="eval cadence (and at the last step)")
     log_every_steps: int = Field(1, ge=1, description="train-metric report cadence")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=0, description="DeepSpeed checkpoint cadence (and at the last step), what a restart resumes from; "
+        "None: with every eval; 0: never, a restart starts over (a checkpoint is ~14 bytes per parameter: ~1 TB at 70B)",
+    )
+    checkpoints_to_keep: int = Field(1, ge=1, description="newest checkpoints kept per trial; older ones are deleted")
     gradient_clipping: float = Field(1.0, ge=0, description="max global grad norm; 0 disables (paper: 1.0)")
 
 

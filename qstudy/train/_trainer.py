@@ -56,7 +56,7 @@ def init_ray(address: str | None = None, env: dict[str, str] | None = None, **kw
 def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callbacks=None):
     """The trial's ``TorchTrainer``: N workers, gloo on CPU / NCCL on GPU, restarts from
     the last checkpoint up to ``resources.max_failures`` times."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from qstudy.train._worker import train_loop_per_worker
@@ -73,6 +73,8 @@ def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callb
             name=name,
             storage_path=str(Path(storage_path).resolve()),
             failure_config=FailureConfig(max_failures=res.max_failures),
+            # A restart needs only the newest; a 70B checkpoint is ~1 TB.
+            checkpoint_config=CheckpointConfig(num_to_keep=trial.train.checkpoints_to_keep),
             worker_runtime_env={"env_vars": worker_env(trial)},
             callbacks=callbacks,
         ),

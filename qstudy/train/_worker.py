@@ -16,6 +16,7 @@ import torch
 __all__ = ["train_loop_per_worker", "CHECKPOINT_TAG"]
 
 CHECKPOINT_TAG = "qstudy"
+FINAL_STATUS = "final_status.json"  # the only file of a status-only final checkpoint
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -48,6 +49,14 @@ class _Loop:
         from qstudy.train._task import build_task
 
         trial = self.trial
+        checkpoint = ray.train.get_checkpoint()
+        ended = _ended_metrics(checkpoint)
+        if ended is not None:
+            # Restored from a status-only final checkpoint (the trial diverged, or completed
+            # with train.checkpoint_every_steps 0) by a study re-running it: nothing to resume,
+            # hand the result on again.
+            self._report_status({**ended, "resumed_from_step": ended.get("step", 0)})
+            return
         imported = time.time()
         use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
         device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
@@ -66,7 +75,6 @@ class _Loop:
         self.engine, self.task, self.device, self.dist = engine, task, device, dist
 
         start_step, initial, finished = 0, {}, {}
-        checkpoint = ray.train.get_checkpoint()
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 _, client_state = engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
@@ -153,18 +161,39 @@ class _Loop:
             pending.update(metrics)
             last = step == trial.train.max_steps
             pending["train_time_s"] = time.perf_counter() - loop_started  # steps + evals of this run
-            if step % trial.train.eval_every_steps == 0 or last:
+            evaluate = step % trial.train.eval_every_steps == 0 or last
+            checkpoint = self._checkpoint_due(step, last)
+            if evaluate:
                 pending.update(self._evaluate())
                 pending["train_time_s"] = time.perf_counter() - loop_started
+            if evaluate or checkpoint or step % trial.train.log_every_steps == 0:
                 pending["status"] = "completed" if last else "running"
-                self._report(pending, step=step)
-                pending = {}
-            elif step % trial.train.log_every_steps == 0:
-                pending["status"] = "running"
-                self._report(pending)
+                if checkpoint:
+                    self._report(pending, step=step)
+                else:  # the last step without a DeepSpeed checkpoint still ends with a status one
+                    self._report(pending, final=last)
                 pending = {}
 
     # ---------------------------------------------------------------- helpers
+    def _report_status(self, metrics: dict[str, Any]) -> None:
+        """Reports the final metrics with a small checkpoint holding only them (``FINAL_STATUS``)."""
+        import json
+
+        import ray.train
+        from ray.train import Checkpoint
+
+        with tempfile.TemporaryDirectory(prefix="qstudy-final-") as directory:
+            if self.rank == 0:
+                with open(os.path.join(directory, FINAL_STATUS), "w") as f:
+                    json.dump(metrics, f)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+
+    def _checkpoint_due(self, step: int, last: bool) -> bool:
+        every = self.trial.train.checkpoint_every_steps
+        if every is None:
+            every = self.trial.train.eval_every_steps
+        return every > 0 and (step % every == 0 or last)
+
     def _set_lr(self, step: int) -> None:
         warmup = self.trial.optimizer.warmup_steps
         lr = self.trial.optimizer.lr * (min(1.0, step / warmup) if warmup else 1.0)
@@ -235,10 +264,9 @@ class _Loop:
         """Reports metrics; with ``step``, a DeepSpeed checkpoint of every rank's shard.
 
         A run's ``Result.metrics`` are those of its last checkpoint, so a trial that ends
-        without one (diverged) reports a small status checkpoint instead.
+        without a DeepSpeed one (diverged, or ``checkpoint_every_steps`` 0) reports a small
+        status checkpoint instead (``final``).
         """
-        import json
-
         import ray.train
         from ray.train import Checkpoint
 
@@ -246,11 +274,7 @@ class _Loop:
         if self.device.type == "cuda":  # next to `qstudy plan`'s per-GPU estimate
             metrics["gpu_max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if final:
-            with tempfile.TemporaryDirectory(prefix="qstudy-final-") as directory:
-                if self.rank == 0:
-                    with open(os.path.join(directory, "final_status.json"), "w") as f:
-                        json.dump(metrics, f)
-                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+            self._report_status(metrics)
             return
         if step is None:
             ray.train.report(metrics)
@@ -259,6 +283,20 @@ class _Loop:
             client_state = {"step": step, "initial": self.initial, "metrics": metrics}
             self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=client_state)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+
+
+def _ended_metrics(checkpoint) -> dict[str, Any] | None:
+    """The metrics of a status-only final checkpoint; None for none or a DeepSpeed one."""
+    import json
+
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        path = os.path.join(directory, FINAL_STATUS)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
 
 
 def _quantum_parity(model, trial) -> dict[str, float]:

@@ -175,3 +175,36 @@ def test_rerun_of_a_finished_trial_reports_its_final_result(local_ray, tmp_path)
     assert first["status"] == second["status"] == "completed", second["metrics"].get("error")
     assert second["metrics"]["step"] == 4 and second["metrics"]["resumed_from_step"] == 4
     assert second["metrics"]["eval_loss"] == first["metrics"]["eval_loss"]
+
+
+def test_checkpoint_cadence_apart_from_eval_and_only_the_newest_kept(local_ray, tmp_path):
+    import torch
+
+    from qstudy.train import run_trial
+
+    trial = _trial(
+        **{
+            "train.max_steps": 8,
+            "train.eval_every_steps": 8,
+            "train.checkpoint_every_steps": 3,  # steps 3, 6 and the last, 8
+            "train.checkpoints_to_keep": 2,
+            "data.generate_examples": 0,
+        }
+    )
+    outcome = run_trial(trial, name="cadence", storage_path=tmp_path)
+    assert outcome["status"] == "completed", outcome["metrics"].get("error")
+    kept = sorted(Path(tmp_path, "cadence").glob("checkpoint_*/qstudy/mp_rank_00_model_states.pt"))
+    steps = sorted(torch.load(path, map_location="cpu", weights_only=False)["step"] for path in kept)
+    assert steps == [6, 8]  # step 3's was deleted
+
+
+def test_trial_without_checkpoints_ends_with_its_status_and_a_rerun_hands_it_on(local_ray, tmp_path):
+    from qstudy.train import run_trial
+
+    trial = _trial(**{"train.max_steps": 4, "train.eval_every_steps": 2, "train.checkpoint_every_steps": 0, "data.generate_examples": 0})
+    first = run_trial(trial, name="nockpt", storage_path=tmp_path)
+    assert first["status"] == "completed", first["metrics"].get("error")
+    assert sorted(p.name for p in Path(first["checkpoint"]).iterdir()) == ["final_status.json"]  # no DeepSpeed state
+    second = run_trial(trial, name="nockpt", storage_path=tmp_path)
+    assert second["status"] == "completed", second["metrics"].get("error")
+    assert second["metrics"]["resumed_from_step"] == 4 and second["metrics"]["eval_loss"] == first["metrics"]["eval_loss"]
