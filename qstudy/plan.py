@@ -29,10 +29,18 @@ attention heads a, vocabulary V, per layer):
   per score; an estimate of what autograd keeps, not a measurement).
 - the output layer: ``6·b·s·V`` (bf16 logits and the fp32 copy cross-entropy makes).
 
-A trial fits when model states + activations <= 90% of the GPU's memory: the other 10%
-is headroom for the CUDA context, NCCL buffers, allocator fragmentation and DeepSpeed's
-communication buckets, which none of the formulas count. CPU memory (offload presets) is
-reported per node, from DeepSpeed's estimators, but not part of the decision.
+The optimizer step (zero3 without offload): ``4P/N`` more, an fp32 buffer the size of
+this GPU's partition, measured and not in DeepSpeed's estimate. On one H200 the peak of
+a ZeRO-3 trial was DeepSpeed's estimate + 4.62 GiB at 1.24B parameters and + 11.5 GiB
+at 3.21B (4P = 4.60 and 11.97 GiB), whatever the batch, while activations and that
+buffer never coexisted (benchmarks/RESULTS.md, "Measured GPU memory"). Its scaling with
+N, and the same term for zero0-2, are assumptions not yet measured.
+
+Per GPU: model states + max(optimizer step, activations). A trial fits when that is
+<= 90% of the GPU's memory: the other 10% is headroom for the CUDA context, NCCL buffers,
+allocator fragmentation and DeepSpeed's communication buckets, which the formulas do not
+count. CPU memory (offload presets) is reported per node, from DeepSpeed's estimators,
+but not part of the decision.
 
 torch, transformers and deepspeed are imported inside the functions that need them.
 """
@@ -156,7 +164,9 @@ class MemoryEstimate:
         nodes: nodes those GPUs span (``ceil(gpus / gpus_per_node)``).
         model_states_gib: params, grads and optimizer state on each GPU.
         activations_gib: activations of one micro-batch on each GPU.
-        total_gib: model states + activations.
+        optimizer_step_gib: what the optimizer step adds on each GPU (module docstring).
+        total_gib: model states + max(optimizer step, activations): the step runs after
+            the backward has freed the activations.
         cpu_gib_per_node: host memory per node DeepSpeed's estimator asks for.
         gpu_memory_gib: memory of one GPU; None if not given (no decision).
         placeable: the trial's GPUs exist in the cluster (``gpus <= gpus_per_node·nodes``).
@@ -167,6 +177,7 @@ class MemoryEstimate:
     nodes: int
     model_states_gib: float
     activations_gib: float
+    optimizer_step_gib: float
     total_gib: float
     cpu_gib_per_node: float
     gpu_memory_gib: float | None = None
@@ -216,6 +227,11 @@ def _model_states_bytes(preset: str, params: int, largest: int, gpus_per_node: i
     return gpu, cpu
 
 
+def _optimizer_step_bytes(preset: str, params: int, gpus: int) -> int:
+    """GPU bytes the optimizer step adds (module docstring): measured for zero3 only."""
+    return math.ceil(4 * params / gpus) if preset == "zero3" else 0
+
+
 def _activation_bytes(trial) -> int:
     """Activations of one micro-batch (module docstring's formulas), bf16."""
     arch = _architecture(trial.model)
@@ -251,13 +267,15 @@ def estimate_memory(trial, gpus_per_node: int = 8, nodes: int | None = None, gpu
     per_node = min(gpus, gpus_per_node) if used_nodes == 1 else gpus / used_nodes
     gpu_bytes, cpu_bytes = _model_states_bytes(trial.deepspeed.preset, params, largest, per_node, used_nodes)
     activations = _activation_bytes(trial)
+    step = _optimizer_step_bytes(trial.deepspeed.preset, params, gpus)
     return MemoryEstimate(
         params=params,
         gpus=gpus,
         nodes=used_nodes,
         model_states_gib=gpu_bytes / GIB,
         activations_gib=activations / GIB,
-        total_gib=(gpu_bytes + activations) / GIB,
+        optimizer_step_gib=step / GIB,
+        total_gib=(gpu_bytes + max(step, activations)) / GIB,
         cpu_gib_per_node=cpu_bytes / GIB,
         gpu_memory_gib=gpu_memory_gib,
         placeable=nodes is None or gpus <= gpus_per_node * nodes,
@@ -342,7 +360,7 @@ def plan_study(study, gpus_per_node: int = 8, gpu_memory_gib: float | None = Non
 def format_plan(rows: list[PlanRow]) -> str:
     """The rows as a fixed-width table (GiB per GPU unless said)."""
     header = ("where", "preset", "layers", "deepspeed", "gpus", "batch x tokens", "params",
-              "states", "activ.", "total", "usable", "fits", "cpu/node")
+              "states", "activ.", "opt.step", "total", "usable", "fits", "cpu/node")
     lines = [header]
     for row in rows:
         t, e = row.trial, row.estimate
@@ -352,7 +370,7 @@ def format_plan(rows: list[PlanRow]) -> str:
         lines.append((
             row.where, t.model.preset, str(layers), t.deepspeed.preset, str(e.gpus),
             f"{t.train.micro_batch_size} x {t.data.max_tokens}", f"{e.params / 1e9:.3f}B",
-            f"{e.model_states_gib:.1f}", f"{e.activations_gib:.1f}", f"{e.total_gib:.1f}",
+            f"{e.model_states_gib:.1f}", f"{e.activations_gib:.1f}", f"{e.optimizer_step_gib:.1f}", f"{e.total_gib:.1f}",
             "-" if e.usable_gib is None else f"{e.usable_gib:.1f}", fits, f"{e.cpu_gib_per_node:.0f}",
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -401,8 +419,9 @@ def check_fits(
             continue
         problems.append(
             f"{prefix}: {t.model.preset} needs {e.total_gib:.1f} GiB per GPU with {t.deepspeed.preset} on {e.gpus} "
-            f"GPU{'s' if e.gpus != 1 else ''} ({e.model_states_gib:.1f} model states + {e.activations_gib:.1f} "
-            f"activations at {t.train.micro_batch_size} x {t.data.max_tokens} tokens), more than {gpu_memory_gib:g} GiB "
+            f"GPU{'s' if e.gpus != 1 else ''} ({e.model_states_gib:.1f} model states + the larger of "
+            f"{e.activations_gib:.1f} activations at {t.train.micro_batch_size} x {t.data.max_tokens} tokens and "
+            f"{e.optimizer_step_gib:.1f} at the optimizer step), more than {gpu_memory_gib:g} GiB "
             f"({USABLE_FRACTION:.0%} of it usable): {_advice(t)}"
         )
     return problems

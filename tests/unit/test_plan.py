@@ -6,6 +6,8 @@ micro-batch x tokens as given), e.g. 70B with zero3 on 8 GPUs needs ~185 GiB per
 
 from pathlib import Path
 
+import math
+
 import pytest
 
 from qstudy.cli import main
@@ -105,6 +107,22 @@ def test_fit_decisions(preset, deepspeed, gpus, gpu_memory_gib, fits, total_gib)
     assert estimate.fits is fits
     assert estimate.total_gib == pytest.approx(total_gib, abs=0.05)
     assert estimate.usable_gib == pytest.approx(0.9 * gpu_memory_gib)
+
+
+@pytest.mark.parametrize(
+    "preset, micro_batch, measured_gib",
+    [
+        ("llama-3.2-1b", 1, 26.32),  # peak at the optimizer step
+        ("llama-3.2-3b", 1, 66.82),
+        ("llama-3.2-1b", 4, 32.71),  # peak in the backward (quantum.compile false)
+    ],
+)
+def test_zero3_on_one_gpu_is_planned_as_measured(preset, micro_batch, measured_gib):
+    """The peaks benchmarks/gpu_memory.py measured on one H200 (benchmarks/RESULTS.md,
+    "Measured GPU memory"): the scaling file's trial, 512 tokens, 4 qubits, depth 2."""
+    estimate = estimate_memory(_trial(preset, "zero3", 1, micro_batch=micro_batch, n_qubits=4, circuit_depth=2))
+    assert estimate.optimizer_step_gib * GIB == math.ceil(4 * estimate.params)
+    assert 0.99 * measured_gib <= estimate.total_gib <= 1.06 * measured_gib
 
 
 def test_more_gpus_less_memory_per_gpu_under_zero3():
