@@ -67,6 +67,19 @@ def test_trial_lowers_eval_loss(local_ray, tmp_path, workers, preset, accumulati
     assert outcome["checkpoint"] is not None
 
 
+def _registered_checkpoint(run_dir: Path) -> bool:
+    """Whether Ray Train has registered a checkpoint of the run: what a restart resumes
+    from. A ``checkpoint_*`` folder appears earlier, while the ranks still upload into it;
+    a worker killed then restarts from step 0."""
+    import json
+
+    snapshot = run_dir / "checkpoint_manager_snapshot.json"  # ray.train.v2 constants.CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+    try:
+        return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+    except (OSError, ValueError):  # not written yet, or caught mid-write
+        return False
+
+
 def test_killed_worker_resumes_from_checkpoint(local_ray, tmp_path):
     from ray.util.state import list_actors
 
@@ -79,7 +92,7 @@ def test_killed_worker_resumes_from_checkpoint(local_ray, tmp_path):
     killed = None
     deadline = time.monotonic() + 240
     while killed is None and time.monotonic() < deadline and runner.is_alive():
-        if list(Path(tmp_path, "killed").glob("checkpoint_*")):
+        if _registered_checkpoint(Path(tmp_path, "killed")):
             workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
             if workers:
                 killed = workers[-1]["pid"]
