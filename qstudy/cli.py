@@ -52,6 +52,8 @@ def _build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gpus-per-node", type=int, default=8, help="GPUs of one node (default 8)")
     plan.add_argument("--gpu-memory-gib", type=float, default=80, help="memory of one GPU in GiB (default 80)")
     plan.add_argument("--nodes", type=int, default=1, help="nodes of the cluster (default 1)")
+    plan.add_argument("--cpu-memory-gib", type=float, default=None,
+                      help="host memory of one node in GiB: offload presets must fit it (default: not checked)")
     plan.set_defaults(func=_cmd_plan)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store")
@@ -123,14 +125,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from qstudy.config import is_study_file, load_study_config, load_trial_config, load_yaml
     from qstudy.plan import USABLE_FRACTION, PlanRow, estimate_memory, format_plan, plan_study
 
-    cluster = dict(gpus_per_node=args.gpus_per_node, gpu_memory_gib=args.gpu_memory_gib, nodes=args.nodes)
+    cluster = dict(gpus_per_node=args.gpus_per_node, gpu_memory_gib=args.gpu_memory_gib, nodes=args.nodes,
+                   cpu_memory_gib=args.cpu_memory_gib)
     if is_study_file(load_yaml(args.file)):
         rows = plan_study(load_study_config(args.file, check_paths=False), **cluster)
     else:
         trial = load_trial_config(args.file)
         rows = [PlanRow("trial", trial, estimate_memory(trial, **cluster))]
+    host = "" if args.cpu_memory_gib is None else f", {args.cpu_memory_gib:g} GiB host memory"
     print(f"{args.file}: {args.nodes} node(s) x {args.gpus_per_node} GPUs x {args.gpu_memory_gib:g} GiB "
-          f"({USABLE_FRACTION:.0%} usable); GiB per GPU, bf16, no recomputation")
+          f"({USABLE_FRACTION:.0%} usable){host}; GiB per GPU, bf16, no recomputation")
     print(format_plan(rows))
     misfits = [row for row in rows if row.trial.resources.use_gpu and not row.estimate.fits]
     return 1 if misfits else 0

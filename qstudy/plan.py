@@ -39,8 +39,13 @@ N, and the same term for zero0-2, are assumptions not yet measured.
 Per GPU: model states + max(optimizer step, activations). A trial fits when that is
 <= 90% of the GPU's memory: the other 10% is headroom for the CUDA context, NCCL buffers,
 allocator fragmentation and DeepSpeed's communication buckets, which the formulas do not
-count. CPU memory (offload presets) is reported per node, from DeepSpeed's estimators,
-but not part of the decision.
+count. Host memory per node is DeepSpeed's estimate (its 1.5x buffer included). Where the
+node's memory is known (``cpu_memory_gib``), an offload preset must also fit it: there the
+host holds the optimizer state (and for zero3_offload the params), 18 bytes per parameter
+spread over the trial's nodes. For the other presets DeepSpeed's CPU figure is the memory
+to load an fp32 model on every local rank, which ZeRO-3's partitioned build and bf16
+loading avoid, so it is printed, not checked. Not measured here: no offload run's host
+memory has been compared with the estimate.
 
 torch, transformers and deepspeed are imported inside the functions that need them.
 """
@@ -169,6 +174,7 @@ class MemoryEstimate:
             the backward has freed the activations.
         cpu_gib_per_node: host memory per node DeepSpeed's estimator asks for.
         gpu_memory_gib: memory of one GPU; None if not given (no decision).
+        cpu_memory_gib: host memory of one node; None if not given (not checked).
         placeable: the trial's GPUs exist in the cluster (``gpus <= gpus_per_node·nodes``).
     """
 
@@ -182,17 +188,26 @@ class MemoryEstimate:
     cpu_gib_per_node: float
     gpu_memory_gib: float | None = None
     placeable: bool = True
+    offload: bool = False
+    cpu_memory_gib: float | None = None
 
     @property
     def usable_gib(self) -> float | None:
         return None if self.gpu_memory_gib is None else self.gpu_memory_gib * USABLE_FRACTION
 
     @property
+    def host_fits(self) -> bool | None:
+        """Whether an offload preset's host memory fits a node; None if not checked."""
+        if not self.offload or self.cpu_memory_gib is None:
+            return None
+        return self.cpu_gib_per_node <= self.cpu_memory_gib
+
+    @property
     def fits(self) -> bool | None:
         """True if it fits, False if not, None if no GPU memory was given."""
         if self.gpu_memory_gib is None:
             return None
-        return self.placeable and self.total_gib <= self.usable_gib
+        return self.placeable and self.total_gib <= self.usable_gib and self.host_fits is not False
 
 
 def _deepspeed_estimators():
@@ -244,7 +259,10 @@ def _activation_bytes(trial) -> int:
     return layers * per_layer + _quantum_layers(trial) * scores + logits
 
 
-def estimate_memory(trial, gpus_per_node: int = 8, nodes: int | None = None, gpu_memory_gib: float | None = None) -> MemoryEstimate:
+def estimate_memory(
+    trial, gpus_per_node: int = 8, nodes: int | None = None, gpu_memory_gib: float | None = None,
+    cpu_memory_gib: float | None = None,
+) -> MemoryEstimate:
     """Per-GPU memory of a trial on ``resources.num_workers`` GPUs (one per worker).
 
     Args:
@@ -254,6 +272,7 @@ def estimate_memory(trial, gpus_per_node: int = 8, nodes: int | None = None, gpu
         nodes: nodes in the cluster; a trial that needs more GPUs than
             ``gpus_per_node·nodes`` is not placeable. None: as many as it needs.
         gpu_memory_gib: memory of one GPU, for the fit decision; None: no decision.
+        cpu_memory_gib: host memory of one node; None: host memory not checked.
 
     Returns:
         A MemoryEstimate.
@@ -279,6 +298,8 @@ def estimate_memory(trial, gpus_per_node: int = 8, nodes: int | None = None, gpu
         cpu_gib_per_node=cpu_bytes / GIB,
         gpu_memory_gib=gpu_memory_gib,
         placeable=nodes is None or gpus <= gpus_per_node * nodes,
+        offload=trial.deepspeed.preset.endswith("_offload"),
+        cpu_memory_gib=cpu_memory_gib,
     )
 
 
@@ -331,7 +352,10 @@ def _candidates(study) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def plan_study(study, gpus_per_node: int = 8, gpu_memory_gib: float | None = None, nodes: int | None = None) -> list[PlanRow]:
+def plan_study(
+    study, gpus_per_node: int = 8, gpu_memory_gib: float | None = None, nodes: int | None = None,
+    cpu_memory_gib: float | None = None,
+) -> list[PlanRow]:
     """One row per distinct trial shape of a study: the fixed trial, every combination of
     the searched shape keys (``SHAPE_KEYS``: categorical choices, the ends of numeric
     ranges), and each baseline. A combination the trial config refuses (e.g. a batch
@@ -339,7 +363,7 @@ def plan_study(study, gpus_per_node: int = 8, gpu_memory_gib: float | None = Non
 
     Args:
         study: a ``qstudy.config.StudyConfig``.
-        gpus_per_node, nodes, gpu_memory_gib: as `estimate_memory`.
+        gpus_per_node, nodes, gpu_memory_gib, cpu_memory_gib: as `estimate_memory`.
 
     Returns:
         PlanRows, the first of each shape only, in the order above.
@@ -350,7 +374,7 @@ def plan_study(study, gpus_per_node: int = 8, gpu_memory_gib: float | None = Non
             trial = study.trial_config(values)
         except ValueError:
             continue
-        row = PlanRow(where, trial, estimate_memory(trial, gpus_per_node, nodes, gpu_memory_gib))
+        row = PlanRow(where, trial, estimate_memory(trial, gpus_per_node, nodes, gpu_memory_gib, cpu_memory_gib))
         if row.shape() not in seen:
             seen.add(row.shape())
             rows.append(row)
@@ -366,7 +390,8 @@ def format_plan(rows: list[PlanRow]) -> str:
         t, e = row.trial, row.estimate
         layers = _architecture(t.model)["num_hidden_layers"]
         fits = "cpu trial" if not t.resources.use_gpu else (
-            "-" if e.fits is None else "yes" if e.fits else "no" if e.placeable else "no GPUs")
+            "-" if e.fits is None else "yes" if e.fits else "no GPUs" if not e.placeable
+            else "no (host)" if e.total_gib <= e.usable_gib else "no")
         lines.append((
             row.where, t.model.preset, str(layers), t.deepspeed.preset, str(e.gpus),
             f"{t.train.micro_batch_size} x {t.data.max_tokens}", f"{e.params / 1e9:.3f}B",
@@ -390,7 +415,8 @@ def _advice(trial) -> str:
 
 
 def check_fits(
-    study, gpus_per_node: int, gpu_memory_gib: float, nodes: int | None = None, source: str = ""
+    study, gpus_per_node: int, gpu_memory_gib: float, nodes: int | None = None, source: str = "",
+    cpu_memory_gib: float | None = None,
 ) -> list[str]:
     """Problems of a study whose GPU trials cannot fit, as ConfigError lines; [] if all fit.
 
@@ -402,13 +428,14 @@ def check_fits(
         gpu_memory_gib: memory of one GPU.
         nodes: nodes of the cluster (None: no placement check).
         source: the study file, the lines' prefix.
+        cpu_memory_gib: host memory of one node (None: not checked).
 
     Returns:
         Lines like ``FILE: trial: llama-3.1-70b needs 148.2 GiB per GPU with zero3 on 8 GPUs,
         more than 80 GiB (90% of it usable): use zero3_offload or more GPUs ...``.
     """
     problems = []
-    for row in plan_study(study, gpus_per_node, gpu_memory_gib, nodes):
+    for row in plan_study(study, gpus_per_node, gpu_memory_gib, nodes, cpu_memory_gib):
         t, e = row.trial, row.estimate
         if not t.resources.use_gpu or e.fits:
             continue
@@ -416,6 +443,15 @@ def check_fits(
         if not e.placeable:
             problems.append(f"{prefix}: resources.num_workers: needs {e.gpus} GPUs, the cluster has "
                             f"{nodes} x {gpus_per_node} = {nodes * gpus_per_node}")
+            continue
+        if e.total_gib <= e.usable_gib:  # the GPUs fit; the host does not
+            problems.append(
+                f"{prefix}: {t.model.preset} needs {e.cpu_gib_per_node:.0f} GiB of host memory per node with "
+                f"{t.deepspeed.preset} on {e.gpus} GPU{'s' if e.gpus != 1 else ''} (DeepSpeed's estimate for the "
+                f"offloaded states), more than the {cpu_memory_gib:g} GiB a node has: spread the trial over more "
+                f"nodes (resources.num_workers above the GPUs of one node), use zero3 on more GPUs, or nodes with "
+                f"more memory"
+            )
             continue
         problems.append(
             f"{prefix}: {t.model.preset} needs {e.total_gib:.1f} GiB per GPU with {t.deepspeed.preset} on {e.gpus} "
@@ -427,18 +463,25 @@ def check_fits(
     return problems
 
 
-def _probe_gpu_memory_gib() -> float:
+def _probe_memory_gib() -> tuple[float, float]:
+    """(memory of this task's GPU, host memory of its node), GiB."""
+    import psutil  # a Ray dependency
     import torch
 
-    return torch.cuda.get_device_properties(0).total_memory / GIB
+    return torch.cuda.get_device_properties(0).total_memory / GIB, psutil.virtual_memory().total / GIB
 
 
-def check_fits_on_ray(study, source: str, gpu_memory_gib: float | None = None, timeout_s: float = 300) -> list[str]:
+def check_fits_on_ray(
+    study, source: str, gpu_memory_gib: float | None = None, timeout_s: float = 300,
+    cpu_memory_gib: float | None = None,
+) -> list[str]:
     """`check_fits` against the connected Ray cluster (call after ``ray.init``).
 
     GPUs per node: the most any alive node has. GPU memory: ``gpu_memory_gib`` if given,
     else measured by a one-GPU Ray task (``torch.cuda.get_device_properties``), which
-    takes a GPU for a second or two, before any trial does. A cluster without GPUs (a
+    takes a GPU for a second or two, before any trial does; the same task reads its
+    node's host memory (``psutil``) unless ``cpu_memory_gib`` is given. With
+    ``gpu_memory_gib`` given and ``cpu_memory_gib`` not, host memory is not checked. A cluster without GPUs (a
     laptop, a CPU-only local run) is not checked; ``check_placement`` already refuses GPU
     trials there. If the probe cannot get a GPU within ``timeout_s`` (an autoscaler that
     has not started a GPU node), the check is skipped with a warning.
@@ -452,10 +495,11 @@ def check_fits_on_ray(study, source: str, gpu_memory_gib: float | None = None, t
     if not any(gpus):
         return []
     if gpu_memory_gib is None:
-        probe = ray.remote(num_gpus=1, num_cpus=0)(_probe_gpu_memory_gib)
+        probe = ray.remote(num_gpus=1, num_cpus=0)(_probe_memory_gib)
         try:
-            gpu_memory_gib = ray.get(probe.remote(), timeout=timeout_s)
+            gpu_memory_gib, host_gib = ray.get(probe.remote(), timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
             logger.warning("no GPU answered within %s s: per-GPU memory not checked (pass the GPU's memory)", timeout_s)
             return []
-    return check_fits(study, max(gpus), gpu_memory_gib, source=source)
+        cpu_memory_gib = host_gib if cpu_memory_gib is None else cpu_memory_gib
+    return check_fits(study, max(gpus), gpu_memory_gib, source=source, cpu_memory_gib=cpu_memory_gib)

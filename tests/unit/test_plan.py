@@ -205,3 +205,34 @@ def test_check_fits_on_ray_reads_the_cluster(monkeypatch):
     assert line.startswith("s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 37.4 GiB per GPU "
                            "with zero3_offload on 8 GPUs")
     assert "more than 24 GiB (90% of it usable): use more GPUs" in line
+
+
+def test_host_memory_is_checked_for_offload_presets_only():
+    offload = _trial("llama-3.1-70b", "zero3_offload", 8)
+    p4d = estimate_memory(offload, gpu_memory_gib=80, cpu_memory_gib=1152)
+    assert p4d.cpu_gib_per_node == pytest.approx(p4d.params * 18 * 1.5 / GIB)  # DeepSpeed's estimate, 1 node
+    assert p4d.total_gib <= p4d.usable_gib and p4d.host_fits is False and p4d.fits is False
+    p5 = estimate_memory(offload, gpu_memory_gib=80, cpu_memory_gib=2048)
+    assert p5.host_fits is True and p5.fits is True
+    # Over two nodes (16 GPUs) each holds half the offloaded states.
+    assert estimate_memory(_trial("llama-3.1-70b", "zero3_offload", 16), gpu_memory_gib=80, cpu_memory_gib=1152).fits is True
+    not_offloaded = estimate_memory(_trial("llama-3.2-1b", "zero2", 8), gpu_memory_gib=80, cpu_memory_gib=1)
+    assert not_offloaded.host_fits is None and not_offloaded.fits is True
+    assert estimate_memory(offload, gpu_memory_gib=80).host_fits is None  # host memory not given
+
+
+def test_check_fits_names_the_host_memory_problem(monkeypatch, capsys):
+    import ray
+
+    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
+    [line] = check_fits(study, 8, 80, nodes=1, source="s.yaml", cpu_memory_gib=1152)
+    assert line.startswith("s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 1774 GiB of host memory "
+                           "per node with zero3_offload on 8 GPUs")
+    assert "more than the 1152 GiB a node has: spread the trial over more nodes" in line
+    assert check_fits(study, 8, 80, nodes=1, cpu_memory_gib=2048) == []
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"GPU": 8.0}}])
+    assert check_fits_on_ray(study, "s.yaml", gpu_memory_gib=80, cpu_memory_gib=1152) == [line]
+    assert main(["plan", str(SEARCH_SPACES / "scaling_llama.yaml"), "--cpu-memory-gib", "1152"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert "1152 GiB host memory" in out[0]
+    assert next(line for line in out if "llama-3.1-70b" in line).split()[-3:] == ["no", "(host)", "1774"]
