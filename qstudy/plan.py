@@ -203,11 +203,16 @@ class MemoryEstimate:
         return self.cpu_gib_per_node <= self.cpu_memory_gib
 
     @property
+    def gpu_fits(self) -> bool | None:
+        """Whether the per-GPU total fits the usable memory; None if no GPU memory was given."""
+        return None if self.gpu_memory_gib is None else self.total_gib <= self.usable_gib
+
+    @property
     def fits(self) -> bool | None:
         """True if it fits, False if not, None if no GPU memory was given."""
-        if self.gpu_memory_gib is None:
+        if self.gpu_fits is None:
             return None
-        return self.placeable and self.total_gib <= self.usable_gib and self.host_fits is not False
+        return self.placeable and self.gpu_fits and self.host_fits is not False
 
 
 def _deepspeed_estimators():
@@ -391,7 +396,7 @@ def format_plan(rows: list[PlanRow]) -> str:
         layers = _architecture(t.model)["num_hidden_layers"]
         fits = "cpu trial" if not t.resources.use_gpu else (
             "-" if e.fits is None else "yes" if e.fits else "no GPUs" if not e.placeable
-            else "no (host)" if e.total_gib <= e.usable_gib else "no")
+            else "no (host)" if e.gpu_fits else "no")
         lines.append((
             row.where, t.model.preset, str(layers), t.deepspeed.preset, str(e.gpus),
             f"{t.train.micro_batch_size} x {t.data.max_tokens}", f"{e.params / 1e9:.3f}B",
@@ -444,7 +449,7 @@ def check_fits(
             problems.append(f"{prefix}: resources.num_workers: needs {e.gpus} GPUs, the cluster has "
                             f"{nodes} x {gpus_per_node} = {nodes * gpus_per_node}")
             continue
-        if e.total_gib <= e.usable_gib:  # the GPUs fit; the host does not
+        if e.gpu_fits:  # the host does not
             problems.append(
                 f"{prefix}: {t.model.preset} needs {e.cpu_gib_per_node:.0f} GiB of host memory per node with "
                 f"{t.deepspeed.preset} on {e.gpus} GPU{'s' if e.gpus != 1 else ''} (DeepSpeed's estimate for the "
@@ -481,10 +486,11 @@ def check_fits_on_ray(
     else measured by a one-GPU Ray task (``torch.cuda.get_device_properties``), which
     takes a GPU for a second or two, before any trial does; the same task reads its
     node's host memory (``psutil``) unless ``cpu_memory_gib`` is given. With
-    ``gpu_memory_gib`` given and ``cpu_memory_gib`` not, host memory is not checked. A cluster without GPUs (a
-    laptop, a CPU-only local run) is not checked; ``check_placement`` already refuses GPU
-    trials there. If the probe cannot get a GPU within ``timeout_s`` (an autoscaler that
-    has not started a GPU node), the check is skipped with a warning.
+    ``gpu_memory_gib`` given and ``cpu_memory_gib`` not, host memory is not checked.
+    A cluster without GPUs (a laptop, a CPU-only local run) is not checked;
+    ``check_placement`` already refuses GPU trials there. If the probe cannot get a GPU
+    within ``timeout_s`` (an autoscaler that has not started a GPU node), the check is
+    skipped with a warning.
 
     Returns:
         check_fits' lines; [] if all fit or nothing could be checked.

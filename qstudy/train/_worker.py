@@ -162,13 +162,13 @@ class _Loop:
             last = step == trial.train.max_steps
             pending["train_time_s"] = time.perf_counter() - loop_started  # steps + evals of this run
             evaluate = step % trial.train.eval_every_steps == 0 or last
-            checkpoint = self._checkpoint_due(step, last)
+            save = self._checkpoint_due(step, last)
             if evaluate:
                 pending.update(self._evaluate())
                 pending["train_time_s"] = time.perf_counter() - loop_started
-            if evaluate or checkpoint or step % trial.train.log_every_steps == 0:
+            if evaluate or save or step % trial.train.log_every_steps == 0:
                 pending["status"] = "completed" if last else "running"
-                if checkpoint:
+                if save:
                     self._report(pending, step=step)
                 else:  # the last step without a DeepSpeed checkpoint still ends with a status one
                     self._report(pending, final=last)
