@@ -98,17 +98,19 @@ def main() -> None:
         trial = case_trial(study, preset, deepspeed_preset or study.trial.deepspeed.preset, args.steps, compile_attention, extra)
         plan = estimate_memory(trial, gpus_per_node=1, gpu_memory_gib=gpu_gib)
         row = {
-            "case": case + "".join(f" {key}={value}" for key, value in extra.items()), "params": plan.params, "planned_model_states_gib": plan.model_states_gib,
-            "planned_activations_gib": plan.activations_gib, "planned_optimizer_step_gib": plan.optimizer_step_gib,
+            "case": case + "".join(f" {key}={value}" for key, value in extra.items()),
+            "params": plan.params,
+            "planned_model_states_gib": plan.model_states_gib,
+            "planned_activations_gib": plan.activations_gib,
+            "planned_optimizer_step_gib": plan.optimizer_step_gib,
             "planned_gib": plan.total_gib,
-            "planned_cpu_gib": plan.cpu_gib_per_node, "fits": plan.fits,
+            "planned_cpu_gib": plan.cpu_gib_per_node,
+            "fits": plan.fits,
         }
         if not args.plan_only:
             from qstudy.train import init_ray, run_trial, worker_env
 
             init_ray(env=worker_env(trial))
-            if torch.cuda.is_initialized():  # the driver holds no GPU memory of its own
-                torch.cuda.empty_cache()
             t = time.time()
             outcome = run_trial(trial, name=f"{case.replace(':', '-')}-{len(rows)}", storage_path=storage)
             metrics = outcome["metrics"]

@@ -159,8 +159,8 @@ def test_classification_trial_adam_reaches_90_percent(local_ray, tmp_path):
     trial = _trial(
         **{
             "data.task": "classification",
-                "data.train_examples": 1024,
-                "data.eval_examples": 512,
+            "data.train_examples": 1024,
+            "data.eval_examples": 512,
             "quantum.enabled": False,
             "optimizer.quantum_weight": 0.0,
             "optimizer.lr": 1e-3,
