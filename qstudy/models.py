@@ -38,6 +38,7 @@ __all__ = [
     "LLAMA_PRESETS",
     "QUANTUM_ATTENTION",
     "build_model",
+    "checkpoint_quantum_mismatches",
     "QuantumAttentionOptions",
     "install_quantum_attention",
     "load_quantum_llama",
@@ -154,18 +155,30 @@ def quantum_attention_forward_time_s() -> float:
 
 def _module_series(module: nn.Module, simulator: str) -> tuple[torch.Tensor, float]:
     """Φ's series for one layer: simulated once per forward, or cached while the angles don't change
-    and no gradient is needed (e.g. every decoding step of ``generate``)."""
+    and no gradient is needed (e.g. every decoding step of ``generate``).
+
+    The cache is keyed on the angles' values, not on their storage or ``_version``:
+    DeepSpeed writes updated weights back into the same storage without bumping the
+    version counter, so a storage-keyed cache served the angles of step 0 to every later
+    eval. The angles are [depth, n_qubits], so the comparison costs nothing.
+    """
     a, b = module.quantum_a, module.quantum_b
     needs_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
     if needs_grad:
         return response_series(a, b, simulator)
-    stamp = (a.data_ptr(), b.data_ptr(), a._version, b._version, simulator)
     cached = getattr(module, "_quantum_series_cache", None)
-    if cached is None or cached[0] != stamp:
-        with torch.no_grad():
-            cached = (stamp, response_series(a, b, simulator))
-        module._quantum_series_cache = cached
-    return cached[1]
+    if cached is not None and cached[0] == simulator and _same_values(cached[1], a) and _same_values(cached[2], b):
+        return cached[3]
+    with torch.no_grad():
+        series = response_series(a, b, simulator)
+    module._quantum_series_cache = (simulator, a.detach().clone(), b.detach().clone(), series)
+    return series
+
+
+def _same_values(kept: torch.Tensor, current: torch.Tensor) -> bool:
+    return kept.shape == current.shape and kept.dtype == current.dtype and kept.device == current.device and bool(
+        torch.equal(kept, current.detach())
+    )
 
 
 _COMPILE_STATE: dict[str, Any] = {"failed": False, "function": None}
@@ -342,6 +355,30 @@ def _zero3_init(deepspeed_config: dict[str, Any] | None):
         unset_hf_deepspeed_config()
 
 
+def checkpoint_quantum_mismatches(saved: dict[str, Any], quantum) -> list[tuple[str, Any, Any]]:
+    """How a trial's ``quantum`` settings differ from a checkpoint's saved quantum attention.
+
+    A checkpoint saved with the quantum attention fixes its parameters' shapes (qubits,
+    depth, the layers that have them), so a trial loading it must ask for the same ones,
+    or MLflow would log settings that never ran. The simulator and compilation stay the
+    trial's choice; the angles' seed is moot (the checkpoint holds the angles).
+
+    Args:
+        saved: ``config.quantum_attention`` of the checkpoint.
+        quantum: the trial's ``QuantumConfig``.
+
+    Returns:
+        ``[(key, checkpoint's value, trial's value)]``, empty when they agree.
+    """
+    options = QuantumAttentionOptions.from_dict(saved)
+    if not quantum.enabled:
+        return [("enabled", True, False)]
+    layers = None if quantum.layers is None else sorted(set(quantum.layers))
+    ours = {"n_qubits": quantum.n_qubits, "circuit_depth": quantum.circuit_depth, "layers": layers}
+    theirs = {"n_qubits": options.n_qubits, "circuit_depth": options.circuit_depth, "layers": options.to_dict()["layers"]}
+    return [(key, theirs[key], ours[key]) for key in ours if ours[key] != theirs[key]]
+
+
 def build_model(trial, task, deepspeed_config: dict[str, Any] | None = None) -> nn.Module:
     """The trial's model: a preset (random init, seeded by the caller) or a local
     checkpoint (``model.path``, offline), with the quantum attention installed per
@@ -368,9 +405,21 @@ def _build_model(trial, task) -> nn.Module:
 
     spec, quantum = trial.model, trial.quantum
     if spec.path is not None:
-        has_quantum = _CONFIG_KEY in json.loads((Path(spec.path) / "config.json").read_text())
-        if has_quantum:
+        saved = json.loads((Path(spec.path) / "config.json").read_text()).get(_CONFIG_KEY)
+        if saved is not None:
+            mismatches = checkpoint_quantum_mismatches(saved, quantum)
+            if mismatches:
+                raise ValueError(
+                    f"{spec.path}: the checkpoint's quantum attention differs from the trial's: "
+                    + "; ".join(f"quantum.{key} is {ours!r}, the checkpoint has {theirs!r}" for key, theirs, ours in mismatches)
+                )
             model = load_quantum_llama(spec.path, local_files_only=True)
+            # How the circuit is simulated is the trial's choice; the parameters are the checkpoint's.
+            for module in quantum_attention_modules(model).values():
+                if hasattr(module, "quantum_gate"):
+                    module.quantum_options = dataclasses.replace(
+                        module.quantum_options, simulator=quantum.simulator, compile=quantum.compile
+                    )
         else:
             model = AutoModelForCausalLM.from_pretrained(spec.path, local_files_only=True, attn_implementation="sdpa")
     else:

@@ -38,16 +38,34 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
             problems.append(f"{source}: {prefix}model.path: {config} is missing: not a HuggingFace checkpoint, got {path!r}")
         else:
             try:
-                model_type = json.loads(config.read_text()).get("model_type")
+                values = json.loads(config.read_text())
             except (json.JSONDecodeError, OSError) as err:
                 problems.append(f"{source}: {prefix}model.path: cannot read {config}: {err}")
             else:
+                model_type = values.get("model_type")
                 if model_type != "llama":
                     problems.append(
                         f"{source}: {prefix}model.path: must be a Llama checkpoint (model_type 'llama'), "
                         f"got model_type {model_type!r} in {config}"
                     )
+                if "quantum_attention" in values:
+                    problems += _quantum_checkpoint_problems(values["quantum_attention"], trial, config, source, prefix)
     return problems
+
+
+def _quantum_checkpoint_problems(saved, trial: TrialConfig, config: Path, source: str, prefix: str) -> list[str]:
+    """A checkpoint saved with the quantum attention: the trial must ask for the same circuit."""
+    from qstudy.models import checkpoint_quantum_mismatches
+
+    try:
+        mismatches = checkpoint_quantum_mismatches(saved, trial.quantum)
+    except (TypeError, ValueError) as err:
+        return [f"{source}: {prefix}model.path: unreadable quantum_attention in {config}: {err}"]
+    return [
+        f"{source}: {prefix}quantum.{key}: must match the checkpoint's quantum attention ({theirs!r} in {config}), "
+        f"got {ours!r}"
+        for key, theirs, ours in mismatches
+    ]
 
 
 def check_placement(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:

@@ -350,6 +350,7 @@ def test_zero3_checkpoint_loads_into_partitions(single_rank_group, tmp_path):
     _set_gates(saved)
     saved.save_pretrained(tmp_path)
     trial = _build_trial(path=str(tmp_path))
+    trial = trial.model_copy(update={"quantum": trial.quantum.model_copy(update={"circuit_depth": 1})})  # the checkpoint's
     model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
     assert not is_deepspeed_zero3_enabled()
     assert all(hasattr(p, "ds_id") for p in model.parameters())
@@ -381,3 +382,72 @@ def test_other_stages_build_the_whole_model_as_before():
     assert sorted(set(got) - {name for name, _ in plain.named_parameters()}) == sorted(
         f"model.layers.{i}.self_attn.quantum_{v}" for i in range(2) for v in ("a", "b", "gate")
     )
+
+
+# ------------------------------------------------------------- the series cache
+def test_no_grad_forward_sees_angles_written_behind_autograds_back():
+    """DeepSpeed writes trained weights into the parameters' storage without bumping their
+    version counter (``.data`` writes do the same): a no-grad forward must still use the
+    current angles, as a freshly built model with the same weights does."""
+    model = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=1)
+    _set_gates(model, 3.0)
+    ids, mask = _batch()
+    with torch.no_grad():
+        before = model(ids, attention_mask=mask).logits  # fills the cache
+    attention = model.model.layers[0].self_attn
+    version = attention.quantum_a._version
+    attention.quantum_a.data.add_(0.5)  # storage and version unchanged
+    assert attention.quantum_a._version == version
+    fresh = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=1)
+    fresh.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        after, expected = model(ids, attention_mask=mask).logits, fresh.eval()(ids, attention_mask=mask).logits
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, expected, atol=0, rtol=0)
+
+
+# ------------------------------------------------------------- checkpoints saved with the layer
+def test_checkpoint_quantum_mismatches_name_each_differing_setting():
+    from qstudy.config import QuantumConfig
+    from qstudy.models import checkpoint_quantum_mismatches
+
+    saved = {"n_qubits": 3, "circuit_depth": 1, "layers": [1], "simulator": "torch", "seed": 4, "compile": False}
+    same = QuantumConfig(n_qubits=3, circuit_depth=1, layers=[1], simulator="aer", seed=9, compile=True)
+    assert checkpoint_quantum_mismatches(saved, same) == []  # simulator, compile and seed are the trial's
+    other = QuantumConfig(n_qubits=4, circuit_depth=2, layers=None)
+    assert checkpoint_quantum_mismatches(saved, other) == [("n_qubits", 3, 4), ("circuit_depth", 1, 2), ("layers", [1], None)]
+    assert checkpoint_quantum_mismatches(saved, QuantumConfig(enabled=False)) == [("enabled", True, False)]
+
+
+def _quantum_checkpoint(tmp_path):
+    from qstudy.data import byte_tokenizer
+
+    tok = byte_tokenizer()
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tok.pad_token_id,
+    )
+    model = install_quantum_attention(transformers.LlamaForCausalLM(config), n_qubits=3, circuit_depth=1, seed=4)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_a_checkpoints_circuit_must_match_the_trials(tmp_path):
+    from qstudy.config import TrialConfig
+    from qstudy.models import build_model
+    from qstudy.train._preflight import check_paths
+
+    path = _quantum_checkpoint(tmp_path)
+    trial = TrialConfig.model_validate({"model": {"path": str(path)}, "quantum": {"n_qubits": 4, "circuit_depth": 1}})
+    problems = check_paths(trial, "t.yaml")
+    assert problems == [
+        f"t.yaml: quantum.n_qubits: must match the checkpoint's quantum attention (3 in {path / 'config.json'}), got 4"
+    ]
+    with pytest.raises(ValueError, match=r"quantum.n_qubits is 4, the checkpoint has 3"):
+        build_model(trial, _build_task())
+    matching = trial.model_copy(update={"quantum": trial.quantum.model_copy(update={"n_qubits": 3, "simulator": "aer"})})
+    assert check_paths(matching, "t.yaml") == []
+    model = build_model(matching, _build_task())
+    options = {m.quantum_options for m in quantum_attention_modules(model).values()}
+    assert {(o.n_qubits, o.circuit_depth, o.simulator) for o in options} == {(3, 1, "aer")}  # the trial's simulator ran
