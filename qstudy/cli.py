@@ -82,7 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from qstudy.config import load_trial_config
 
-    trial = load_trial_config(args.file)
+    trial = load_trial_config(args.file, check_paths=False)  # run_trial checks the paths and the cluster
     from qstudy.train import run_trial
 
     # A fresh name per run: Ray Train resumes a run whose name and storage path exist, so
@@ -130,7 +130,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if is_study_file(load_yaml(args.file)):
         rows = plan_study(load_study_config(args.file, check_paths=False), **cluster)
     else:
-        trial = load_trial_config(args.file)
+        trial = load_trial_config(args.file, check_paths=False)
         rows = [PlanRow("trial", trial, estimate_memory(trial, **cluster))]
     host = "" if args.cpu_memory_gib is None else f", {args.cpu_memory_gib:g} GiB host memory"
     print(f"{args.file}: {args.nodes} node(s) x {args.gpus_per_node} GPUs x {args.gpu_memory_gib:g} GiB "
@@ -144,12 +144,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from qstudy.config import is_study_file, load_study_config, load_trial_config, load_yaml
 
     if not is_study_file(load_yaml(args.file)):
-        trial = load_trial_config(args.file)
-        if args.check_paths:
-            from qstudy.train._preflight import check_paths, raise_if
-
-            raise_if(check_paths(trial, args.file))
-        print(f"{args.file}: ok — trial config, {trial.train.max_steps} steps, {trial.resources.num_workers} worker(s)")
+        trial = load_trial_config(args.file, check_paths=args.check_paths)
+        print(f"{args.file}: ok — trial config, {trial.train.max_steps} steps, {trial.resources.num_workers} worker(s)"
+              + ("" if args.check_paths else " (paths not checked)"))
         return 0
     study = load_study_config(args.file, check_paths=args.check_paths)
     baselines = f" ({len(study.baselines)} baseline{'s' if len(study.baselines) != 1 else ''} first)" if study.baselines else ""

@@ -26,6 +26,7 @@ from qstudy.config._trial import (
     ResourcesConfig,
     TrainConfig,
     TrialConfig,
+    load_trial_config,
 )
 
 __all__ = [
@@ -57,7 +58,3 @@ __all__ = [
     "validate",
 ]
 
-
-def load_trial_config(path) -> TrialConfig:
-    """Loads and validates a trial YAML file (``qstudy train FILE``)."""
-    return validate(TrialConfig, load_yaml(path), path)

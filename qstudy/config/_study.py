@@ -20,20 +20,21 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 
 from qstudy.config._errors import ConfigError
-from qstudy.config._loader import format_validation_error, load_yaml
-from qstudy.config._trial import TrialConfig
+from qstudy.config._loader import (
+    ConfigModel,
+    Item,
+    Problems,
+    Unchecked,
+    error_items,
+    format_line,
+    load_yaml,
+    touches,
+    validate_partial,
+)
+from qstudy.config._trial import TrialConfig, path_problems
 
 __all__ = [
     "OBJECTIVE_METRICS",
@@ -54,19 +55,6 @@ SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "qmc")
 OBJECTIVE_METRICS = {"eval_loss": "min", "train_loss": "min", "eval_accuracy": "max", "gsm8k_accuracy": "max"}
 
 
-class _Problems(ValueError):
-    """Several problems found by one validator, each ``(key relative to it, message)``.
-
-    Raised inside pydantic validators; ``load_study_config`` turns each item into its own
-    ``FILE: dotted.key: message`` line. Built directly (``StudyConfig(...)``) it reads as
-    one ValueError listing them. ``apply_overrides`` raises it too.
-    """
-
-    def __init__(self, items: list[tuple[str, str]]):
-        self.items = items
-        super().__init__("\n".join(f"{key}: {message}" if key else message for key, message in items))
-
-
 def _number(value: Any) -> Any:
     """Accepts an int or float (numeric strings too: PyYAML reads ``1e-5`` as a string)."""
     if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
@@ -83,8 +71,7 @@ def _number(value: Any) -> Any:
 Number = Annotated[int | float | None, BeforeValidator(_number)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Strict = ConfigModel
 
 
 # ----------------------------------------------------------------------------- sections
@@ -98,15 +85,16 @@ class ObjectiveConfig(_Strict):
     )
     mode: Literal["min", "max"] = Field("min", description="min for losses, max for accuracies")
 
-    @model_validator(mode="after")
-    def _check(self) -> "ObjectiveConfig":
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
+        if touches(unchecked, "metric"):
+            return []
         natural = OBJECTIVE_METRICS.get(self.metric)
         if natural is None:
-            raise _Problems([("metric", f"must be one of {', '.join(OBJECTIVE_METRICS)}, got {self.metric!r}")])
-        if self.mode != natural:
+            return [("metric", f"must be one of {', '.join(OBJECTIVE_METRICS)}, got {self.metric!r}")]
+        if not touches(unchecked, "mode") and self.mode != natural:
             kind = "a loss" if natural == "min" else "an accuracy"
-            raise _Problems([("mode", f"{self.metric} is {kind}: use {natural}, got {self.mode!r}")])
-        return self
+            return [("mode", f"{self.metric} is {kind}: use {natural}, got {self.mode!r}")]
+        return []
 
 
 class SamplerConfig(_Strict):
@@ -120,13 +108,10 @@ class SamplerConfig(_Strict):
         None, ge=0, description="random trials before tpe/gp/cmaes start modelling (None: Optuna's default)"
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> "SamplerConfig":
-        if self.n_startup_trials is not None and self.type not in ("tpe", "gp", "cmaes"):
-            raise _Problems(
-                [("n_startup_trials", f"only tpe, gp and cmaes have start-up trials, got sampler.type {self.type!r}")]
-            )
-        return self
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
+        if touches(unchecked, "type") or self.n_startup_trials is None or self.type in ("tpe", "gp", "cmaes"):
+            return []
+        return [("n_startup_trials", f"only tpe, gp and cmaes have start-up trials, got sampler.type {self.type!r}")]
 
 
 class SchedulerConfig(_Strict):
@@ -141,17 +126,17 @@ class SchedulerConfig(_Strict):
         None, ge=1, description="asha: the last rung, in optimizer steps; None: trial.train.max_steps"
     )
 
-    @model_validator(mode="after")
-    def _check(self) -> "SchedulerConfig":
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
         problems = []
-        if self.type == "none":
+        if self.type == "none" and not touches(unchecked, "type"):
+            # A value that failed is not in model_fields_set: it was left out.
             for key in sorted(self.model_fields_set - {"type"}):
                 problems.append((key, "only used by scheduler.type asha, got type 'none'"))
+        if touches(unchecked, "grace_period", "max_t"):
+            return problems
         if self.max_t is not None and self.grace_period > self.max_t:
             problems.append(("grace_period", f"must be <= max_t, got grace_period={self.grace_period}, max_t={self.max_t}"))
-        if problems:
-            raise _Problems(problems)
-        return self
+        return problems
 
 
 class TrackingConfig(_Strict):
@@ -188,24 +173,25 @@ class ParamSpec(_Strict):
                 raise ValueError(f"must be str, int, float, bool or null (Optuna's rule), got {value!r}")
         return choices
 
-    @model_validator(mode="after")
-    def _check(self) -> "ParamSpec":
-        problems: list[tuple[str, str]] = []
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
+        # A value that failed its own validation is None here (log: False): the checks below
+        # treat None as "not given", so each skips a value in `unchecked` explicitly.
+        problems: list[Item] = []
         if self.type == "categorical":
-            if not self.choices:
+            if not self.choices and not touches(unchecked, "choices"):
                 problems.append(("choices", f"type categorical needs a non-empty list of choices, got {self.choices!r}"))
             for key in ("low", "high", "step"):
                 if getattr(self, key) is not None:
                     problems.append((key, f"not used by type categorical (use choices), got {getattr(self, key)!r}"))
             if self.log:
                 problems.append(("log", "not used by type categorical, got True"))
-            if problems:
-                raise _Problems(problems)
-            return self
+            return problems
         if self.choices is not None:
             problems.append(("choices", f"only for type categorical, got type {self.type!r}"))
         for key in ("low", "high"):
             value = getattr(self, key)
+            if touches(unchecked, key):
+                continue
             if value is None:
                 problems.append((key, f"required for type {self.type}"))
             elif self.type == "int" and not isinstance(value, int):
@@ -217,8 +203,8 @@ class ParamSpec(_Strict):
                 problems.append(("step", f"must be an integer for type int, got {self.step!r}"))
             elif not self.step > 0:
                 problems.append(("step", f"must be > 0, got {self.step!r}"))
-        if problems:
-            raise _Problems(problems)
+        if problems or touches(unchecked, "low", "high", "step"):
+            return problems  # the range checks below need a valid low, high and step
         low, high, step = self.low, self.high, self.step
         if high < low:
             problems.append(("high", f"must be >= low, got low={low!r}, high={high!r}"))
@@ -230,9 +216,7 @@ class ParamSpec(_Strict):
             n = round((high - low) / step)
             if abs(low + n * step - high) > 1e-9 * max(1.0, abs(high)):
                 problems.append(("high", f"high - low must be a multiple of step, got low={low!r}, high={high!r}, step={step!r}"))
-        if problems:
-            raise _Problems(problems)
-        return self
+        return problems
 
     @property
     def is_finite(self) -> bool:
@@ -363,49 +347,47 @@ class StudyConfig(_Strict):
         """The fixed trial config with ``values`` (a sampled point, a baseline) set."""
         return apply_overrides(self.trial, values)
 
-    @model_validator(mode="after")
-    def _check(self, info: ValidationInfo) -> "StudyConfig":
-        # `unchecked`: parts that failed their own validation and were replaced by a
-        # placeholder to find the other problems too (see _validate); skip checks on them.
-        unchecked = set((info.context or {}).get("unchecked", ()))
-        problems = _study_problems(self, unchecked)
-        if problems:
-            raise _Problems(problems)
-        return self
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
+        return _study_problems(self, unchecked)
 
 
 # ------------------------------------------------------------------------- cross checks
 
 
-def _study_problems(study: StudyConfig, unchecked: set[str]) -> list[tuple[str, str]]:
-    """Cross-field problems as ``(dotted key, message)``; parts in ``unchecked`` are skipped."""
-    trial_ok = "trial" not in unchecked
-    grid = "sampler" not in unchecked and study.sampler.type == "grid"
-    # A space entry that failed its own checks was left out: skip the checks of the whole space.
-    space_ok = not any(part == "space" or part.startswith("space.") for part in unchecked)
-    problems: list[tuple[str, str]] = []
+def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
+    """Cross-field problems as ``(dotted key, message)``; checks that read an unchecked value skip it."""
+    trial_bad = frozenset(loc[1:] for loc in unchecked if loc[:1] == ("trial",))
+    grid = not touches(unchecked, "sampler.type") and study.sampler.type == "grid"
+    space_bad: dict[str, Unchecked] = {}  # entry -> its bad values, relative to it
+    for loc in unchecked:
+        if loc[:1] == ("space",) and len(loc) > 1:
+            space_bad[loc[1]] = space_bad.get(loc[1], frozenset()) | {loc[2:]}
+    # An entry (or the space) with a problem of its own: the checks of the whole space are skipped.
+    space_ok = not any(loc[:1] == ("space",) for loc in unchecked)
+    problems: list[Item] = []
     if not study.space and space_ok:
         example = "optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}"
         problems.append(("space", f"must name at least one searched setting, e.g. {example}"))
-    if "objective" not in unchecked and trial_ok:
+    if not touches(unchecked, "objective.metric", "trial.data.task", "trial.data.generate_examples"):
         problems += _objective_problems(study)
-    if "scheduler" not in unchecked and trial_ok and study.scheduler.type == "asha":
-        steps = study.trial.train.max_steps
-        if study.scheduler.grace_period > steps:
-            problems.append(("scheduler.grace_period", f"must be <= trial.train.max_steps = {steps} (ASHA's time is the "
-                             f"optimizer step), got {study.scheduler.grace_period}"))
-    space_problems = _space_problems(study, grid, trial_ok)
+    scheduler = study.scheduler
+    if (not touches(unchecked, "scheduler.type", "scheduler.grace_period", "trial.train.max_steps")
+            and scheduler.type == "asha" and scheduler.grace_period > study.trial.train.max_steps):
+        problems.append(("scheduler.grace_period", f"must be <= trial.train.max_steps = {study.trial.train.max_steps} "
+                         f"(ASHA's time is the optimizer step), got {scheduler.grace_period}"))
+    trial_ok = not touches(unchecked, "trial")
+    space_problems = _space_problems(study, grid, trial_ok, trial_bad, space_bad)
     problems += space_problems
     space_ok = space_ok and not space_problems
     for i, baseline in enumerate(study.baselines):
-        if f"baselines.{i}" not in unchecked:
-            problems += _baseline_problems(study, i, baseline, grid and space_ok, trial_ok)
-    if "num_samples" not in unchecked:
-        problems += _count_problems(study, grid and space_ok, "max_concurrent" not in unchecked)
+        if not touches(unchecked, f"baselines.{i}"):
+            problems += _baseline_problems(study, i, baseline, grid and space_ok, trial_ok, trial_bad)
+    if not touches(unchecked, "num_samples", "baselines"):
+        problems += _count_problems(study, grid and space_ok, not touches(unchecked, "max_concurrent"))
     return problems
 
 
-def _objective_problems(study: StudyConfig) -> list[tuple[str, str]]:
+def _objective_problems(study: StudyConfig) -> list[Item]:
     metric, data = study.objective.metric, study.trial.data
     if metric == "eval_accuracy" and data.task != "classification":
         return [("objective.metric", "eval_accuracy is reported only for data.task classification, "
@@ -416,26 +398,36 @@ def _objective_problems(study: StudyConfig) -> list[tuple[str, str]]:
     return []
 
 
-def _space_problems(study: StudyConfig, grid: bool, trial_ok: bool) -> list[tuple[str, str]]:
+def _space_problems(
+    study: StudyConfig, grid: bool, trial_ok: bool, trial_bad: Unchecked, space_bad: dict[str, Unchecked]
+) -> list[Item]:
     problems = []
-    for key, spec in study.space.items():
+    # An entry that could not be built at all (no valid type) still names a setting to check.
+    dropped = [key for key in space_bad if key not in study.space]
+    for key in [*study.space, *dropped]:
         where = f"space.{key}"
         problem = _resolve_problem(key)
         if problem:
             problems.append((where, problem))
             continue
-        problem = _kind_problem(key, spec)
-        if problem:
-            problems.append((f"{where}.type", problem))
+        spec, bad = study.space.get(key), space_bad.get(key, frozenset())
+        if spec is None:
             continue
-        if grid and not spec.is_finite:
+        if not touches(bad, "type"):
+            problem = _kind_problem(key, spec)
+            if problem:
+                problems.append((f"{where}.type", problem))
+                continue
+        if grid and not bad and not spec.is_finite:
             problems.append((where, "sampler.type grid needs a finite space: categorical, int, or float with step, "
                              f"got type float without step (low={spec.low!r}, high={spec.high!r})"))
-        if not trial_ok:
+        if not trial_ok or touches(bad, "choices"):
             continue
         # Each end of the range (each choice) put into the fixed trial: what would the trial say?
         for bound, value in spec.bounds():
-            for loc, message in _override_problems(study.trial, {key: value}):
+            if touches(bad, bound.split(".")[0]):
+                continue
+            for loc, message in _override_problems(study.trial, {key: value}, trial_bad):
                 if loc != key:  # another setting (or the whole trial) refuses this value
                     message = f"with {key}={value!r}: {loc + ': ' if loc else ''}{message}"
                 problems.append((f"{where}.{bound}", message))
@@ -443,8 +435,8 @@ def _space_problems(study: StudyConfig, grid: bool, trial_ok: bool) -> list[tupl
 
 
 def _baseline_problems(
-    study: StudyConfig, i: int, baseline: dict[str, Any], grid: bool, trial_ok: bool
-) -> list[tuple[str, str]]:
+    study: StudyConfig, i: int, baseline: dict[str, Any], grid: bool, trial_ok: bool, trial_bad: Unchecked
+) -> list[Item]:
     where = f"baselines.{i}"
     if not baseline:
         return [(where, "an empty baseline is no control; set e.g. optimizer.quantum_weight: 0.0")]
@@ -454,7 +446,7 @@ def _baseline_problems(
         spec = study.space.get(key)
         if problem:
             problems.append((f"{where}.{key}", problem))
-        elif spec is not None and spec.type == "categorical" and not spec.contains(value):
+        elif spec is not None and spec.type == "categorical" and spec.choices and not spec.contains(value):
             # Optuna refuses a fixed categorical value outside the choices.
             problems.append((f"{where}.{key}", f"must be one of the space's choices {spec.choices!r}, got {value!r}"))
     if grid:
@@ -463,7 +455,7 @@ def _baseline_problems(
             problems.append((where, "sampler.type grid runs a baseline only if it sets every searched key "
                              f"(Optuna's GridSampler), missing: {', '.join(missing)}"))
     if trial_ok and not any(key.startswith(f"{where}.") and "unknown trial setting" in m for key, m in problems):
-        for loc, message in _override_problems(study.trial, baseline):
+        for loc, message in _override_problems(study.trial, baseline, trial_bad):
             if loc in baseline:
                 problems.append((f"{where}.{loc}", message))
             else:  # another setting (or the whole trial) refuses the baseline's values
@@ -471,7 +463,7 @@ def _baseline_problems(
     return problems
 
 
-def _count_problems(study: StudyConfig, grid: bool, max_concurrent_ok: bool) -> list[tuple[str, str]]:
+def _count_problems(study: StudyConfig, grid: bool, max_concurrent_ok: bool) -> list[Item]:
     n, n_baselines = study.num_samples, len(study.baselines)
     problems = []
     if n < n_baselines:
@@ -544,13 +536,32 @@ def _kind_problem(path: str, spec: ParamSpec) -> str | None:
     return None
 
 
-def _override_problems(trial: TrialConfig, values: dict[str, Any]) -> list[tuple[str, str]]:
-    """What the trial config says of itself with ``values`` set: ``(dotted key, message)``."""
+def _override_problems(trial: TrialConfig, values: dict[str, Any], unchecked: Unchecked = frozenset()) -> list[Item]:
+    """What the trial config says of itself with ``values`` set: ``(dotted key, message)``.
+
+    ``unchecked``: the trial's own bad values; its checks that read them are skipped, so a
+    problem of the fixed trial is not blamed on each value put into it.
+    """
     try:
-        apply_overrides(trial, values)
-    except _Problems as err:
+        data = _overridden(trial, values)
+    except Problems as err:
         return err.items
-    return []
+    return validate_partial(TrialConfig, data, unchecked)[1]
+
+
+def _overridden(trial: TrialConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """``trial`` as a mapping with each dotted path in ``values`` set; Problems for an unknown path."""
+    data = trial.model_dump()
+    for key, value in values.items():
+        problem = _resolve_problem(str(key))
+        if problem:
+            raise Problems([(str(key), problem)])
+        *sections, leaf = str(key).split(".")
+        node = data
+        for part in sections:
+            node = node[part]
+        node[leaf] = value
+    return data
 
 
 def apply_overrides(trial: TrialConfig, values: dict[str, Any]) -> TrialConfig:
@@ -564,29 +575,15 @@ def apply_overrides(trial: TrialConfig, values: dict[str, Any]) -> TrialConfig:
         A new TrialConfig.
 
     Raises:
-        ValueError: naming the key, for an unknown path or a value the trial config refuses,
-            e.g. ``optimizer.quantum_weight: input should be greater than or equal to 0, got -1``.
+        ValueError: listing every problem with its key, for an unknown path or a value the
+            trial config refuses, e.g.
+            ``optimizer.quantum_weight: input should be greater than or equal to 0, got -1``.
     """
-    data = trial.model_dump()
-    for key, value in values.items():
-        problem = _resolve_problem(str(key))
-        if problem:
-            raise _Problems([(str(key), problem)])
-        *sections, leaf = str(key).split(".")
-        node = data
-        for part in sections:
-            node = node[part]
-        node[leaf] = value
+    data = _overridden(trial, values)
     try:
         return TrialConfig.model_validate(data)
     except ValidationError as err:
-        items = []
-        for line in format_validation_error(err, "", TrialConfig):
-            line = line[2:]  # drop the empty source's ": "
-            key, sep, message = line.partition(": ")
-            # A model-level problem (loc empty) reads "train.global_batch_size must be ...".
-            items.append((key, message) if sep and " " not in key else ("", line))
-        raise _Problems(items) from None
+        raise Problems(validate_partial(TrialConfig, data)[1] or error_items(err, TrialConfig)) from None
 
 
 # ------------------------------------------------------------------------------ loading
@@ -598,63 +595,25 @@ def is_study_file(data: dict[str, Any]) -> bool:
     return bool(set(data) & (set(StudyConfig.model_fields) - set(TrialConfig.model_fields)))
 
 
-# Stand-ins for a required part that failed its own validation, so the rest still gets
-# its cross checks (the part is then marked unchecked).
-_PLACEHOLDERS = {"name": "study", "num_samples": 1, "trial": {}, "space": {}}
+# Stand-ins for a required value that failed its own validation, so the rest still gets
+# its cross checks (the value is then marked unchecked).
+_PLACEHOLDERS = {"name": "study", "num_samples": 1, "trial": {}}
 
 
-def _format(err: ValidationError, source: str | Path) -> list[str]:
-    """format_validation_error, with each _Problems item on its own keyed line."""
-    lines = []
-    for problem, line in zip(err.errors(include_url=False), format_validation_error(err, source, StudyConfig)):
-        raised = (problem.get("ctx") or {}).get("error")
-        if not isinstance(raised, _Problems):
-            lines.append(line)
-            continue
-        loc = ".".join(str(part) for part in problem["loc"])
-        for key, message in raised.items:
-            full = ".".join(part for part in (loc, key) if part)
-            lines.append(f"{source}: {full}: {message}" if full else f"{source}: {message}")
-    return lines
+def _validate(data: dict[str, Any], source: str | Path) -> tuple[StudyConfig | None, TrialConfig | None, list[str]]:
+    """``(study, its trial, [])``, or ``(None, the trial as far as it validated or None, every problem)``.
 
-
-def _validate(data: dict[str, Any], source: str | Path) -> tuple[StudyConfig | None, list[str]]:
-    """The study, or every problem: the model's own, then (with the failing parts replaced by
-    placeholders) the cross checks of the parts that are fine."""
+    Every problem: each part's own, and the cross checks of whatever validated (see
+    ``validate_partial``), so one run lists them all.
+    """
     try:
-        return StudyConfig.model_validate(data), []
+        study = StudyConfig.model_validate(data)
+        return study, study.trial, []
     except ValidationError as err:
-        lines = _format(err, source)
-        if all(not problem["loc"] for problem in err.errors(include_url=False)):
-            return None, lines  # only the cross checks failed: nothing to prune
-        pruned, unchecked = dict(data), set()
-        space = dict(data["space"]) if isinstance(data.get("space"), dict) else None
-        baselines = list(data["baselines"]) if isinstance(data.get("baselines"), list) else None
-        for problem in err.errors(include_url=False):
-            loc = problem["loc"]
-            if not loc:
-                continue  # the cross checks themselves: already reported
-            head = str(loc[0])
-            if head == "space" and len(loc) > 1 and space is not None:
-                space.pop(loc[1], None)
-                unchecked.add(f"space.{loc[1]}")
-            elif head == "baselines" and len(loc) > 1 and baselines is not None:
-                baselines[int(loc[1])] = {}
-                unchecked.add(f"baselines.{loc[1]}")
-            else:
-                unchecked.add(head)
-                pruned.pop(head, None)
-                if head in _PLACEHOLDERS:
-                    pruned[head] = _PLACEHOLDERS[head]
-        if space is not None and "space" not in unchecked:
-            pruned["space"] = space
-        if baselines is not None and "baselines" not in unchecked:
-            pruned["baselines"] = baselines
-        try:
-            StudyConfig.model_validate(pruned, context={"unchecked": unchecked})
-        except ValidationError as again:
-            lines += [line for line in _format(again, source) if line not in lines]
-        return None, lines
+        partial, problems, bad = validate_partial(StudyConfig, data, placeholders=_PLACEHOLDERS)
+        problems = problems or error_items(err, StudyConfig)
+    trial = partial.trial if partial is not None and ("trial",) not in bad else None
+    return None, trial, [format_line(source, key, message) for key, message in problems]
 
 
 def load_study_config(path: str | Path, check_paths: bool = True) -> StudyConfig:
@@ -671,18 +630,9 @@ def load_study_config(path: str | Path, check_paths: bool = True) -> StudyConfig
     """
     data = load_yaml(path)
     data.setdefault("name", Path(path).stem)
-    study, lines = _validate(data, path)
-    if check_paths:
-        try:
-            trial = study.trial if study is not None else TrialConfig.model_validate(data.get("trial"))
-        except ValidationError:
-            trial = None  # its problems are listed already
-        if trial is not None:
-            # Import here: config sits below train in the import order; the study loader is
-            # the one place that reaches up, for checks that need the file system.
-            from qstudy.train._preflight import check_paths as check_trial_paths
-
-            lines += check_trial_paths(trial, str(path), prefix="trial.")
+    study, trial, lines = _validate(data, path)
+    if check_paths and trial is not None:
+        lines += path_problems(trial, path, prefix="trial.")
     if lines:
         raise ConfigError(lines)
     return study

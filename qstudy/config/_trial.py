@@ -8,9 +8,13 @@ data, training schedule, DeepSpeed preset and resources. A study's `trial:` sect
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, ValidationError
+
+from qstudy.config._errors import ConfigError
+from qstudy.config._loader import ConfigModel, Item, Unchecked, format_line, load_yaml, touches, validate_partial
 
 __all__ = [
     "ModelConfig",
@@ -21,6 +25,7 @@ __all__ = [
     "DeepSpeedConfig",
     "ResourcesConfig",
     "TrialConfig",
+    "load_trial_config",
     "MODEL_PRESETS",
     "DEEPSPEED_PRESETS",
 ]
@@ -29,8 +34,7 @@ MODEL_PRESETS = ("llama-tiny", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "
 DEEPSPEED_PRESETS = ("zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Strict = ConfigModel
 
 
 class ModelConfig(_Strict):
@@ -125,24 +129,62 @@ class TrialConfig(_Strict):
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
-    @model_validator(mode="after")
-    def _check_batches(self) -> "TrialConfig":
-        per_step = self.train.micro_batch_size * self.resources.num_workers
-        if self.train.global_batch_size % per_step:
-            raise ValueError(
-                f"train.global_batch_size must be a multiple of train.micro_batch_size x resources.num_workers "
-                f"= {self.train.micro_batch_size} x {self.resources.num_workers} = {per_step}, "
-                f"got {self.train.global_batch_size}"
-            )
-        if self.model.path is not None and self.model.num_hidden_layers is not None:
-            raise ValueError(
-                "model.num_hidden_layers overrides a preset's depth; it cannot apply to a checkpoint loaded from "
-                f"model.path, got num_hidden_layers={self.model.num_hidden_layers} with path={self.model.path!r}"
-            )
-        if self.data.task == "gsm8k" and self.data.train_path is None:
-            raise ValueError("data.train_path is required for data.task gsm8k (a JSONL file or a saved HF dataset directory)")
-        return self
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
+        problems = []
+        train, workers = self.train, self.resources.num_workers
+        if not touches(unchecked, "train.global_batch_size", "train.micro_batch_size", "resources.num_workers"):
+            per_step = train.micro_batch_size * workers
+            if train.global_batch_size % per_step:
+                problems.append(("train.global_batch_size", "must be a multiple of train.micro_batch_size x "
+                                 f"resources.num_workers = {train.micro_batch_size} x {workers} = {per_step}, "
+                                 f"got {train.global_batch_size}"))
+        model = self.model
+        if not touches(unchecked, "model.path", "model.num_hidden_layers"):
+            if model.path is not None and model.num_hidden_layers is not None:
+                problems.append(("model.num_hidden_layers", "overrides a preset's depth; it cannot apply to a "
+                                 "checkpoint loaded from model.path, got num_hidden_layers="
+                                 f"{model.num_hidden_layers} with path={model.path!r}"))
+        if not touches(unchecked, "data.task", "data.train_path"):
+            if self.data.task == "gsm8k" and self.data.train_path is None:
+                problems.append(("data.train_path", "required for data.task gsm8k: a JSONL file or a saved HF "
+                                 "dataset directory, got None"))
+        return problems
 
     @property
     def gradient_accumulation_steps(self) -> int:
         return self.train.global_batch_size // (self.train.micro_batch_size * self.resources.num_workers)
+
+
+def load_trial_config(path: str | Path, check_paths: bool = True) -> TrialConfig:
+    """Loads and validates a trial YAML file (``qstudy train FILE``); raises one ConfigError
+    listing every problem.
+
+    Args:
+        path: the trial YAML.
+        check_paths: also check the data files and model checkpoint on this machine
+            (``qstudy.train._preflight.check_paths``); off to validate a cluster trial on a laptop.
+    """
+    data = load_yaml(path)
+    try:
+        trial, lines = TrialConfig.model_validate(data), []
+    except ValidationError:
+        trial, problems, _ = validate_partial(TrialConfig, data)
+        lines = [format_line(path, key, message) for key, message in problems]
+    if check_paths and trial is not None:
+        lines += path_problems(trial, path)
+    if lines:
+        raise ConfigError(lines)
+    return trial
+
+
+def path_problems(trial: TrialConfig, source: str | Path, prefix: str = "") -> list[str]:
+    """The trial's data-file and checkpoint problems on this machine (``qstudy.train._preflight``).
+
+    ``trial`` may be one built from what validated: a value that failed holds its default
+    there (no path), so a bad path value is not reported twice.
+    """
+    # Import here: config sits below train in the import order; this is the one place that
+    # reaches up, for checks that need the file system.
+    from qstudy.train._preflight import check_paths
+
+    return check_paths(trial, str(source), prefix=prefix)

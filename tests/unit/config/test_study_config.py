@@ -170,7 +170,9 @@ def test_every_problem_at_once(tmp_path):
     assert any(line.startswith(f"{path}: space.optimizer.quantum_wieght: unknown trial setting; allowed under optimizer: lr, betas,") for line in lines)
     assert f"{path}: num_samples: must be >= the number of baselines (2), which run first and count as trials, got 1" in lines
     assert f"{path}: max_concurrent: must be <= num_samples (1), got 3" in lines
-    assert len(lines) == 6, lines
+    # The baselines are checked against the trial as far as it validated (trial.optimizer.lr failed).
+    assert f"{path}: baselines.1.optimizer.quantum_weight: input should be greater than or equal to 0, got -0.5" in lines
+    assert len(lines) == 7, lines
 
 
 # ------------------------------------------------------------------- space entries
@@ -216,7 +218,7 @@ def test_space_values_must_be_valid_trial_values(tmp_path):
         f"{path}: space.optimizer.quantum_weight.low: input should be greater than or equal to 0, got -1",
         f"{path}: space.quantum.n_qubits.high: input should be less than or equal to 12, got 16",
         f"{path}: space.optimizer.response.choices.1: input should be 'sin', 'circuit', 'gaussian' or 'none', got 'cosine'",
-        f"{path}: space.resources.num_workers.high: with resources.num_workers=3: train.global_batch_size must be a "
+        f"{path}: space.resources.num_workers.high: with resources.num_workers=3: train.global_batch_size: must be a "
         "multiple of train.micro_batch_size x resources.num_workers = 4 x 3 = 12, got 8",
     ]
 
@@ -346,7 +348,7 @@ def test_baseline_problems(tmp_path):
         f"{path}: baselines.1.train.max_steps: input should be greater than or equal to 1, got 0",
         f"{path}: baselines.2.optimizer.response: must be one of the space's choices ['sin', 'circuit'], got 'none'",
         f"{path}: baselines.3: an empty baseline is no control; set e.g. optimizer.quantum_weight: 0.0",
-        f"{path}: baselines.4: train.global_batch_size must be a multiple of train.micro_batch_size x "
+        f"{path}: baselines.4.train.global_batch_size: must be a multiple of train.micro_batch_size x "
         "resources.num_workers = 4 x 1 = 4, got 6",
         f"{path}: num_samples: must be >= the number of baselines (5), which run first and count as trials, got 4",
     ]
@@ -371,6 +373,9 @@ def test_objective_sampler_scheduler_rules(tmp_path):
         f"{path}: objective.mode: eval_accuracy is an accuracy: use max, got 'min'",
         f"{path}: sampler.n_startup_trials: only tpe, gp and cmaes have start-up trials, got sampler.type 'random'",
         f"{path}: scheduler.grace_period: only used by scheduler.type asha, got type 'none'",
+        # The metric is checked against the trial's task even though the mode it implies failed.
+        f"{path}: objective.metric: eval_accuracy is reported only for data.task classification, "
+        "got trial.data.task 'synthetic_gsm8k'",
     ]
 
 
@@ -423,4 +428,6 @@ def test_apply_overrides_names_the_key():
     assert str(err.value) == "optimizer.quantum_weight: input should be greater than or equal to 0, got -1"
     with pytest.raises(ValueError) as err:
         apply_overrides(TrialConfig(), {"resources.num_workers": 3})
-    assert str(err.value).startswith("train.global_batch_size must be a multiple of")
+    assert str(err.value) == (
+        "train.global_batch_size: must be a multiple of train.micro_batch_size x resources.num_workers = 4 x 3 = 12, got 8"
+    )

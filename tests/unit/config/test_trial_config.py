@@ -49,7 +49,7 @@ def test_batch_must_divide_over_workers(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_trial_config(path)
     assert str(err.value) == (
-        f"{path}: train.global_batch_size must be a multiple of train.micro_batch_size x resources.num_workers "
+        f"{path}: train.global_batch_size: must be a multiple of train.micro_batch_size x resources.num_workers "
         "= 2 x 2 = 4, got 6"
     )
 
@@ -70,8 +70,8 @@ def test_missing_and_malformed_files(tmp_path):
 def test_depth_override_does_not_apply_to_a_checkpoint(tmp_path):
     path = _write(tmp_path, "model: {path: /ckpt, num_hidden_layers: 2}\n")
     with pytest.raises(ConfigError) as err:
-        load_trial_config(path)
+        load_trial_config(path, check_paths=False)
     assert str(err.value) == (
-        f"{path}: model.num_hidden_layers overrides a preset's depth; it cannot apply to a checkpoint loaded "
+        f"{path}: model.num_hidden_layers: overrides a preset's depth; it cannot apply to a checkpoint loaded "
         "from model.path, got num_hidden_layers=2 with path='/ckpt'"
     )
