@@ -34,6 +34,13 @@ class Task:
     def generate_count(self) -> int:
         return len(self.problems)
 
+    def scored_targets(self, labels: torch.Tensor) -> int:
+        """Targets a batch's loss averages over: a classifier's one label per sequence, a
+        causal LM's labels after the first position (the model shifts them) that are not -100."""
+        if self.kind == "classification":
+            return int(labels.shape[0])
+        return int((labels[..., 1:] != -100).sum())
+
     def micro_batches(self, step: int, rank: int, world_size: int) -> Iterator[dict[str, torch.Tensor]]:
         """The micro-batches of ``rank`` at optimizer ``step`` (1-based).
 

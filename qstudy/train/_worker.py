@@ -6,6 +6,7 @@ Runs inside Ray Train workers; everything heavy is imported here, not by the dri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["train_loop_per_worker", "CHECKPOINT_TAG"]
+__all__ = ["train_loop_per_worker", "CHECKPOINT_TAG", "eval_sums"]
 
 CHECKPOINT_TAG = "qstudy"
 FINAL_STATUS = "final_status.json"  # the only file of a status-only final checkpoint
@@ -78,6 +79,7 @@ class _Loop:
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 _, client_state = engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
+                _restore_rng_state(directory, self.rank)
             start_step, initial = int(client_state["step"]), dict(client_state.get("initial", {}))
             finished = dict(client_state.get("metrics", {}))
         else:
@@ -230,24 +232,11 @@ class _Loop:
     def _evaluate(self, generate: bool = True) -> dict[str, float]:
         engine, task = self.engine, self.task
         engine.eval()
-        loss_sum, count = 0.0, 0.0
-        correct, total = 0.0, 0.0
-        for batch, counted in task.eval_batches(self.rank, self.world_size):
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            out = engine(**batch)
-            if not counted:  # padding: keeps ZeRO-3's collective forwards in step
-                continue
-            n = float(batch["input_ids"].shape[0])
-            loss_sum += float(out.loss) * n
-            count += n
-            if task.kind == "classification":
-                correct += float((out.logits.argmax(-1) == batch["labels"]).sum())
-                total += n
-        metrics = {}
-        sums = self._all_reduce_sum([loss_sum, count, correct, total])
-        metrics["eval_loss"] = sums[0] / max(1.0, sums[1])
+        sums = eval_sums(engine, task, self.rank, self.world_size, self.device)
+        loss_sum, scored, correct, total = self._all_reduce_sum(sums)
+        metrics = {"eval_loss": loss_sum / max(1.0, scored)}
         if task.kind == "classification":
-            metrics["eval_accuracy"] = sums[2] / max(1.0, sums[3])
+            metrics["eval_accuracy"] = correct / max(1.0, total)
         elif task.generate_count and generate:
             hits, asked = task.generate_accuracy(engine.module, self.rank, self.world_size, self.device, self._synced())
             hits, asked = self._all_reduce_sum([hits, asked])
@@ -268,7 +257,6 @@ class _Loop:
         status checkpoint instead (``final``).
         """
         import ray.train
-        from ray.train import Checkpoint
 
         metrics = {**self.constant, **metrics}
         if self.device.type == "cuda":  # next to `qstudy plan`'s per-GPU estimate
@@ -279,10 +267,87 @@ class _Loop:
         if step is None:
             ray.train.report(metrics)
             return
-        with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:
-            client_state = {"step": step, "initial": self.initial, "metrics": metrics}
+        client_state = {"step": step, "initial": self.initial, "metrics": metrics}
+        with _checkpoint_directory(step) as (directory, report):
             self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=client_state)
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+            torch.save(_rng_state(), os.path.join(directory, _RNG_STATE.format(rank=self.rank)))
+            report(metrics)
+
+
+_RNG_STATE = "rng_state_rank{rank}.pt"  # per rank: dropout and sampling continue as if never stopped
+
+
+@contextlib.contextmanager
+def _checkpoint_directory(step: int):
+    """Yields the folder the ranks write a checkpoint into, and the function that reports it.
+
+    On a local or shared file system the checkpoint is written straight into the run's
+    storage folder and reported in place (``CheckpointUploadMode.NO_UPLOAD``): staged in
+    the node's ``/tmp`` first, it would need a second copy there (~1 TB at 70B) and a
+    copy of every byte. Every rank writes its shards into the same folder, named by the
+    step, so the ranks agree on it by construction.
+    """
+    import ray.train
+    from pyarrow.fs import LocalFileSystem
+    from ray.train import Checkpoint, CheckpointUploadMode
+
+    storage = ray.train.get_context().get_storage()
+    name = f"checkpoint_step{step:08d}"
+    if isinstance(storage.storage_filesystem, LocalFileSystem):
+        directory = storage.build_checkpoint_path_from_name(name)
+        os.makedirs(directory, exist_ok=True)
+        checkpoint = Checkpoint(directory, filesystem=storage.storage_filesystem)
+        yield directory, lambda metrics: ray.train.report(
+            metrics, checkpoint=checkpoint, checkpoint_dir_name=name, checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD
+        )
+        return
+    with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:  # remote storage: Ray uploads it
+        yield directory, lambda metrics: ray.train.report(
+            metrics, checkpoint=Checkpoint.from_directory(directory), checkpoint_dir_name=name
+        )
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _restore_rng_state(directory: str, rank: int) -> None:
+    path = os.path.join(directory, _RNG_STATE.format(rank=rank))
+    if not os.path.exists(path):  # a checkpoint written with another worker count
+        return
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+@torch.no_grad()
+def eval_sums(model, task, rank: int, world_size: int, device) -> list[float]:
+    """This rank's eval sums: [token-loss sum, scored targets, correct, classified].
+
+    eval_loss is the sum of every scored target's loss over the number of targets, so it
+    is the same for any micro-batch size and worker count (a mean of per-batch means
+    weighted by sequences is not: batches hold different numbers of tokens). A causal LM
+    scores each label after the first that is not -100 (the model's own shift); a
+    classifier scores one label per sequence.
+    """
+    loss_sum, scored, correct, total = 0.0, 0.0, 0.0, 0.0
+    for batch, counted in task.eval_batches(rank, world_size):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(**batch)
+        if not counted:  # padding: keeps ZeRO-3's collective forwards in step
+            continue
+        targets = float(task.scored_targets(batch["labels"]))
+        if targets:  # a batch of prompts truncated to nothing scores no token (its loss is 0/0)
+            loss_sum += float(out.loss) * targets
+            scored += targets
+        if task.kind == "classification":
+            correct += float((out.logits.argmax(-1) == batch["labels"]).sum())
+            total += float(batch["labels"].shape[0])
+    return [loss_sum, scored, correct, total]
 
 
 def _ended_metrics(checkpoint) -> dict[str, Any] | None:
