@@ -198,17 +198,20 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
             grads.append(p.grad)
         if fused is None:
             fused = all(_fused_supported(p) for p in params)
+        # As torch.optim.AdamW: the step lives on the parameter's device when fused, else on CPU.
+        step_device = None if fused else torch.device("cpu")
         for p in params:
             state = self.state[p]
             if len(state) == 0:
-                # As torch.optim.AdamW: the step lives on the device when fused, else on CPU.
-                state["step"] = (
-                    torch.zeros((), dtype=torch.float32, device=p.device)
-                    if fused
-                    else torch.tensor(0.0, dtype=torch.float32)
-                )
+                state["step"] = torch.zeros((), dtype=torch.float32, device=step_device or p.device)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif state["step"].device != (step_device or p.device):
+                # Loaded state: torch's load_state_dict moves "step" to the parameter's
+                # device only for groups whose dict says fused or capturable, and ``fused``
+                # is this optimizer's attribute, so a fused CUDA step resumed from a
+                # checkpoint read onto the CPU would find its step tensors on the wrong device.
+                state["step"] = state["step"].to(step_device or p.device, torch.float32)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])

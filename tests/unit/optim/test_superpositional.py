@@ -270,3 +270,48 @@ def test_optimizer_and_circuits_import_without_the_platform():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _resumed_through_disk(device, fused, response="sin", steps=(3, 3)):
+    """Params after steps[0] + steps[1] steps, the optimizer saved and reloaded (read onto
+    the CPU, as a checkpoint is) in between; and the same run uninterrupted."""
+    import io
+
+    params0 = [p.detach().to(device) for p in _model(first_numel=6)]
+    grads = [[g.to(device) for g in step] for step in _grads(params0, sum(steps))]
+    kwargs = dict(lr=1e-2, quantum_weight=0.5, response=response, scope="all", fused=fused)
+    whole, _ = _run(lambda ps: SuperpositionalAdamW(ps, **kwargs), params0, grads)
+    first, opt = _run(lambda ps: SuperpositionalAdamW(ps, **kwargs), params0, grads[: steps[0]])
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, map_location="cpu", weights_only=False)
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    opt = SuperpositionalAdamW(resumed, **kwargs)
+    opt.load_state_dict(state)
+    for step_grads in grads[steps[0]:]:
+        for p, g in zip(resumed, step_grads):
+            p.grad = g.clone()
+        opt.step()
+    return whole, resumed, opt
+
+
+@pytest.mark.parametrize("response", ["sin", "gaussian"])
+def test_resumed_from_a_saved_state_the_run_continues_exactly(response):
+    whole, resumed, opt = _resumed_through_disk("cpu", fused=None, response=response)
+    for a, b in zip(whole, resumed):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert {opt.state[p]["step"].device.type for p in resumed} == {"cpu"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("response", ["sin", "gaussian"])
+def test_fused_cuda_step_resumed_from_a_cpu_read_checkpoint(response):
+    """torch's load_state_dict leaves "step" on the CPU unless the group dict says fused,
+    and ``fused`` is this optimizer's attribute: the step tensors must be moved to the
+    parameters' device, or the fused CUDA kernel gets CPU step tensors."""
+    whole, resumed, opt = _resumed_through_disk("cuda", fused=True, response=response)
+    for a, b in zip(whole, resumed):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert {opt.state[p]["step"].device.type for p in resumed} == {"cuda"}
