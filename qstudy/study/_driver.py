@@ -36,9 +36,26 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     written or a trial starts. Re-running a study continues it: finished trials are
     kept, trials a killed driver left running are re-run under their own id.
 
+    The driver holds ``<output>/driver.lock`` (an OS file lock) from before it starts
+    Ray until it returns: a second driver of the same study would re-run the first
+    one's running trials under the same Ray Train names and close its MLflow runs.
+
     Returns:
         ``{"trials": [...], "best": {...} | None, "tracking_uri", "output"}``.
+
+    Raises:
+        StudyLockedError: another live driver runs this study (checked before Ray,
+            Optuna or MLflow is touched).
     """
+    from qstudy.study._lock import DriverLock
+
+    paths = study_paths(study)
+    with DriverLock(study.name, paths["output"]):
+        return _run_locked(study, paths, source, address, printer, progress_interval_s)
+
+
+def _run_locked(study, paths, source: str, address, printer, progress_interval_s: float) -> dict[str, Any]:
+    """The body of :func:`run_study`, run while the study's driver lock is held."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -51,7 +68,6 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     from qstudy.train import init_ray, worker_env
     from qstudy.train._preflight import check_placement, raise_if
 
-    paths = study_paths(study)
     # Train-only reports carry no eval metrics; ASHA skips those and acts on eval reports.
     # Tune's driver-side check would otherwise end the study at the first train report.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
