@@ -2,5 +2,6 @@
 
 from qstudy.study._driver import run_study, study_paths
 from qstudy.study._lock import StudyLockedError
+from qstudy.study._relog import StoreOutOfStepError
 
-__all__ = ["StudyLockedError", "run_study", "study_paths"]
+__all__ = ["StoreOutOfStepError", "StudyLockedError", "run_study", "study_paths"]

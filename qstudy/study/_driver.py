@@ -34,7 +34,8 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
 
     Input problems (placement included) are raised as ConfigError before MLflow is
     written or a trial starts. Re-running a study continues it: finished trials are
-    kept, trials a killed driver left running are re-run under their own id.
+    kept, trials a killed driver left running are re-run under their own id, and
+    finished trials the MLflow store lost are logged again from their Tune results.
 
     The driver holds ``<output>/driver.lock`` (an OS file lock) from before it starts
     Ray until it returns: a second driver of the same study would re-run the first
@@ -46,6 +47,8 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     Raises:
         StudyLockedError: another live driver runs this study (checked before Ray,
             Optuna or MLflow is touched).
+        StoreOutOfStepError: the MLflow store lacks finished trials whose Tune results
+            are gone or disagree with Optuna (checked before any run is written).
     """
     from qstudy.study._lock import DriverLock
 
@@ -62,6 +65,7 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
 
     from qstudy.config import apply_overrides
     from qstudy.study._callbacks import ProgressCallback, TrackingCallback
+    from qstudy.study._relog import relog_trials, trial_records
     from qstudy.study._searcher import StudySearcher
     from qstudy.study._trial_fn import run_study_trial
     from qstudy.tracking import StudyTracker
@@ -90,6 +94,11 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
         baselines=[dict(b) for b in study.baselines],
     )
     tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name)
+    # Finished trials the MLflow store has no run of (it was deleted or replaced while
+    # the Optuna study remained): read back and checked before the store is written.
+    finished_trials = searcher.finished_trials()
+    unlogged = sorted(set(finished_trials) - tracker.logged_trial_ids())
+    records = trial_records(study.name, finished_trials, unlogged, study.objective.metric, paths) if unlogged else {}
     tracker.start_study(
         params={
             "study": study.name,
@@ -108,21 +117,25 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     )
     # Runs a killed driver left RUNNING: closed as killed, unless Optuna already holds
     # the trial's fate (the driver died between telling Optuna and ending the run).
-    finished = searcher.finished_statuses()
+    finished = {trial_id: trial["status"] for trial_id, trial in finished_trials.items()}
     for trial_id in tracker.close_orphans():
         if trial_id in finished:
             tracker.end_trial(trial_id, finished[trial_id])
 
+    base_trial = study.trial
+
+    def trial_config_of(values: dict[str, Any]) -> dict[str, Any]:
+        return apply_overrides(base_trial, values).model_dump(mode="json")
+
+    tracking = TrackingCallback(tracker, trial_config_of)
+    if records:
+        relog_trials(tracking, records)
+        printer(f"study {study.name}: re-logged {len(records)} finished trial(s) missing from {paths['tracking_uri']} "
+                f"from their Tune results: {', '.join(sorted(records))}")
+
     columns = _columns(study)
-    results: dict[str, dict[str, Any]] = {}
     remaining = searcher.remaining()
     if remaining:
-        base_trial = study.trial
-
-        def trial_config_of(values: dict[str, Any]) -> dict[str, Any]:
-            return apply_overrides(base_trial, values).model_dump(mode="json")
-
-        tracking = TrackingCallback(tracker, trial_config_of)
         scheduler = None
         if study.scheduler.type == "asha":
             scheduler = ASHAScheduler(
@@ -160,9 +173,8 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
             ),
         )
         tuner.fit()
-        results = tracking.results
 
-    summary = _summary(study, searcher, tracker, paths, source, columns, results)
+    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results)
     printer(summary["text"])
     tracker.finish_study(summary["best"], summary["text"])
     return summary
