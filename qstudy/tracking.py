@@ -322,6 +322,14 @@ class StudyTracker:
         self._log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=TRIAL_STATUSES[status])
 
+    def logged_trial_ids(self) -> set[str]:
+        """The trial ids the store holds a run of, read without writing anything (usable
+        before :meth:`start_study`): empty when the store has no run of this study."""
+        parent = self._find_parent()
+        if parent is None:
+            return set()
+        return {run.data.tags[_TAG_TRIAL] for run in self._child_runs(parent.info.run_id)}
+
     def trial_runs(self) -> dict[str, dict[str, Any]]:
         """The study's trial runs as stored now (one search).
 
@@ -376,8 +384,8 @@ class StudyTracker:
                 return run
         return None
 
-    def _child_runs(self) -> Iterator[Run]:
-        for run in self._search(f"tags.`{_TAG_PARENT}` = '{self.parent_run_id}'"):
+    def _child_runs(self, parent_id: str | None = None) -> Iterator[Run]:
+        for run in self._search(f"tags.`{_TAG_PARENT}` = '{parent_id or self.parent_run_id}'"):
             if _TAG_TRIAL in run.data.tags:
                 yield run
 

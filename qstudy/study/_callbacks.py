@@ -31,7 +31,12 @@ def _values(trial) -> dict[str, Any]:
 
 
 class TrackingCallback(Callback):
-    """Logs every trial to MLflow through ``StudyTracker``, from the driver only."""
+    """Logs every trial to MLflow through ``StudyTracker``, from the driver only.
+
+    The Tune hooks call :meth:`start`, :meth:`result` and :meth:`end`, which take a trial
+    id instead of a Tune trial, so that a trial's results read back from disk are logged
+    exactly as the live study logs them (see ``qstudy.study._relog``).
+    """
 
     def __init__(self, tracker, trial_config_of):
         self.tracker = tracker
@@ -41,36 +46,42 @@ class TrackingCallback(Callback):
         self._tags: dict[str, dict[str, str]] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        values = _values(trial)
-        self.tracker.start_trial(_trial_id(trial), values, self._trial_config_of(values))
+        self.start(_trial_id(trial), _values(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        tid = _trial_id(trial)
-        step = result.get("step")
-        self.results[tid] = result
-        if step is not None:
-            self.tracker.log_metrics(tid, _numeric(result), int(step))
-        tags = {tag: result[key] for key, tag in _RESULT_TAGS.items() if isinstance(result.get(key), str)}
-        if tags and tags != self._tags.get(tid):
-            self.tracker.tag_trial(tid, tags)
-            self._tags[tid] = tags
+        self.result(_trial_id(trial), result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        tid = _trial_id(trial)
-        status = status_of(trial.last_result, error=False)
-        self.statuses[tid] = status
-        self.tracker.end_trial(tid, status)
+        self.end(_trial_id(trial), status_of(trial.last_result, error=False))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        tid = _trial_id(trial)
-        self.statuses[tid] = "failed"
-        self.tracker.end_trial(tid, "failed", error=_error_text(trial))
+        self.end(_trial_id(trial), "failed", error=_error_text(getattr(trial, "error_file", None)))
+
+    def start(self, trial_id: str, values: dict[str, Any], config: dict[str, Any] | None = None) -> None:
+        """Opens the trial's run with its searched ``values`` and full ``config`` (default:
+        the study's trial config with ``values`` applied)."""
+        self.tracker.start_trial(trial_id, values, config if config is not None else self._trial_config_of(values))
+
+    def result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """Logs one Tune result of the trial: its numbers at ``step``, its string tags."""
+        step = result.get("step")
+        self.results[trial_id] = result
+        if step is not None:
+            self.tracker.log_metrics(trial_id, _numeric(result), int(step))
+        tags = {tag: result[key] for key, tag in _RESULT_TAGS.items() if isinstance(result.get(key), str)}
+        if tags and tags != self._tags.get(trial_id):
+            self.tracker.tag_trial(trial_id, tags)
+            self._tags[trial_id] = tags
+
+    def end(self, trial_id: str, status: str, error: str | None = None) -> None:
+        """Ends the trial's run with its qstudy status (and the failure's text)."""
+        self.statuses[trial_id] = status
+        self.tracker.end_trial(trial_id, status, error=error)
 
 
-def _error_text(trial) -> str | None:
-    """The tail of the trial's error file (Tune writes it in the trial's local folder
+def _error_text(path) -> str | None:
+    """The tail of a trial's error file (Tune writes it in the trial's local folder
     before calling back; the copy in storage is synced later)."""
-    path = getattr(trial, "error_file", None)
     try:
         text = open(path).read() if path else ""
     except OSError:  # an unreadable error file must not stop the study's tracking

@@ -34,24 +34,44 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
 
     Input problems (placement included) are raised as ConfigError before MLflow is
     written or a trial starts. Re-running a study continues it: finished trials are
-    kept, trials a killed driver left running are re-run under their own id.
+    kept, trials a killed driver left running are re-run under their own id, and
+    finished trials the MLflow store lost are logged again from their Tune results.
+
+    The driver holds ``<output>/driver.lock`` (an OS file lock) from before it starts
+    Ray until it returns: a second driver of the same study would re-run the first
+    one's running trials under the same Ray Train names and close its MLflow runs.
 
     Returns:
         ``{"trials": [...], "best": {...} | None, "tracking_uri", "output"}``.
+
+    Raises:
+        StudyLockedError: another live driver runs this study (checked before Ray,
+            Optuna or MLflow is touched).
+        StoreOutOfStepError: the MLflow store lacks finished trials whose Tune results
+            are gone or disagree with Optuna (checked before any run is written).
     """
+    from qstudy.study._lock import DriverLock
+
+    paths = study_paths(study)
+    with DriverLock(study.name, paths["output"]):
+        return _run_locked(study, paths, source, address, printer, progress_interval_s)
+
+
+def _run_locked(study, paths, source: str, address, printer, progress_interval_s: float) -> dict[str, Any]:
+    """The body of :func:`run_study`, run while the study's driver lock is held."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
 
     from qstudy.config import apply_overrides
     from qstudy.study._callbacks import ProgressCallback, TrackingCallback
+    from qstudy.study._relog import relog_trials, trial_records
     from qstudy.study._searcher import StudySearcher
     from qstudy.study._trial_fn import run_study_trial
     from qstudy.tracking import StudyTracker
     from qstudy.train import init_ray, worker_env
     from qstudy.train._preflight import check_placement, raise_if
 
-    paths = study_paths(study)
     # Train-only reports carry no eval metrics; ASHA skips those and acts on eval reports.
     # Tune's driver-side check would otherwise end the study at the first train report.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -74,6 +94,11 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
         baselines=[dict(b) for b in study.baselines],
     )
     tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name)
+    # Finished trials the MLflow store has no run of (it was deleted or replaced while
+    # the Optuna study remained): read back and checked before the store is written.
+    finished_trials = searcher.finished_trials()
+    unlogged = sorted(set(finished_trials) - tracker.logged_trial_ids())
+    records = trial_records(study.name, finished_trials, unlogged, study.objective.metric, paths) if unlogged else {}
     tracker.start_study(
         params={
             "study": study.name,
@@ -92,21 +117,25 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
     )
     # Runs a killed driver left RUNNING: closed as killed, unless Optuna already holds
     # the trial's fate (the driver died between telling Optuna and ending the run).
-    finished = searcher.finished_statuses()
+    finished = {trial_id: trial["status"] for trial_id, trial in finished_trials.items()}
     for trial_id in tracker.close_orphans():
         if trial_id in finished:
             tracker.end_trial(trial_id, finished[trial_id])
 
+    base_trial = study.trial
+
+    def trial_config_of(values: dict[str, Any]) -> dict[str, Any]:
+        return apply_overrides(base_trial, values).model_dump(mode="json")
+
+    tracking = TrackingCallback(tracker, trial_config_of)
+    if records:
+        relog_trials(tracking, records)
+        printer(f"study {study.name}: re-logged {len(records)} finished trial(s) missing from {paths['tracking_uri']} "
+                f"from their Tune results: {', '.join(sorted(records))}")
+
     columns = _columns(study)
-    results: dict[str, dict[str, Any]] = {}
     remaining = searcher.remaining()
     if remaining:
-        base_trial = study.trial
-
-        def trial_config_of(values: dict[str, Any]) -> dict[str, Any]:
-            return apply_overrides(base_trial, values).model_dump(mode="json")
-
-        tracking = TrackingCallback(tracker, trial_config_of)
         scheduler = None
         if study.scheduler.type == "asha":
             scheduler = ASHAScheduler(
@@ -144,9 +173,8 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
             ),
         )
         tuner.fit()
-        results = tracking.results
 
-    summary = _summary(study, searcher, tracker, paths, source, columns, results)
+    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results)
     printer(summary["text"])
     tracker.finish_study(summary["best"], summary["text"])
     return summary

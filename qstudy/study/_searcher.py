@@ -89,6 +89,22 @@ class StudySearcher(Searcher):
             if t.state in fallback
         }
 
+    def finished_trials(self) -> dict[str, dict[str, Any]]:
+        """Trial id -> what Optuna holds of every finished trial: ``values`` (searched
+        values and overrides, as the trial ran with them), ``status``, ``value`` (the
+        objective, None unless completed) and ``intermediate`` (step -> objective)."""
+        statuses = self.finished_statuses()
+        return {
+            tid: {
+                "values": _values_of(t.params, t.user_attrs),
+                "status": statuses[tid],
+                "value": t.value,
+                "intermediate": dict(t.intermediate_values),
+            }
+            for t in self.study.get_trials(deepcopy=False)
+            if (tid := trial_name(t.number)) in statuses
+        }
+
     def remaining(self) -> int:
         """Trials still to run: unfinished ones to re-run plus fresh ones to sample."""
         return max(0, self._num_samples - len(self.finished_numbers()))
@@ -119,8 +135,7 @@ class StudySearcher(Searcher):
             trial = self.study.ask(fixed_distributions=self._space)
             number, params, attrs = trial.number, dict(trial.params), trial.user_attrs
         self._live[trial_id] = number
-        config = dict(params)
-        config.update(json.loads(attrs.get(_OVERRIDES_ATTR, "{}")))
+        config = _values_of(params, attrs)
         config[TRIAL_ID_KEY] = trial_name(number)
         config[OVERRIDES_KEY] = sorted(config)  # which keys are set per trial (for the tracker)
         return config
@@ -158,6 +173,13 @@ class StudySearcher(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         pass
+
+
+def _values_of(params: dict[str, Any], user_attrs: dict[str, Any]) -> dict[str, Any]:
+    """A trial's settings: its searched values, then a baseline's other overrides."""
+    values = dict(params)
+    values.update(json.loads(user_attrs.get(_OVERRIDES_ATTR, "{}")))
+    return values
 
 
 def status_of(result: dict | None, error: bool) -> str:

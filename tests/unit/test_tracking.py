@@ -351,3 +351,13 @@ def test_string_results_become_trial_tags_once(new_tracker):
     assert run.data.tags["qstudy.worker_nodes"] == "node-a,node-b"
     assert writes == [{"qstudy.worker_nodes": "node-a"}, {"qstudy.worker_nodes": "node-a,node-b"}]
     assert "worker_nodes" not in run.data.metrics
+
+
+def test_logged_trial_ids_reads_without_writing(new_tracker):
+    tracker = new_tracker()
+    assert tracker.logged_trial_ids() == set() and _runs(tracker) == []  # no parent run created
+    tracker.start_study({"study": "paper"}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    tracker.end_trial("t0", "completed")
+    assert new_tracker().logged_trial_ids() == {"t0"}  # a fresh driver, before its start_study
+    assert new_tracker("other").logged_trial_ids() == set()
