@@ -29,12 +29,25 @@ attention heads a, vocabulary V, per layer):
   per score; an estimate of what autograd keeps, not a measurement).
 - the output layer: ``6·b·s·V`` (bf16 logits and the fp32 copy cross-entropy makes).
 
-The optimizer step (zero3 without offload): ``4P/N`` more, an fp32 buffer the size of
-this GPU's partition, measured and not in DeepSpeed's estimate. On one H200 the peak of
-a ZeRO-3 trial was DeepSpeed's estimate + 4.62 GiB at 1.24B parameters and + 11.5 GiB
-at 3.21B (4P = 4.60 and 11.97 GiB), whatever the batch, while activations and that
-buffer never coexisted (benchmarks/RESULTS.md, "Measured GPU memory"). Its scaling with
-N, and the same term for zero0-2, are assumptions not yet measured.
+The optimizer step (zero3 without offload): DeepSpeed steps a ZeRO-3 partition in
+sub-groups of ``zero_optimization.sub_group_size`` elements (its default 1e9; qstudy sets
+1e12, one sub-group per param group, only for ``optimizer.response: circuit`` with
+``scope: all``, whose blocks must not span two optimizer calls) and the step adds 4 bytes
+per element of the sub-group being stepped, an fp32 buffer that DeepSpeed's estimate does
+not count: ``4P/N`` when one sub-group holds this GPU's whole partition, else 4 bytes x
+the largest sub-group (``largest_zero3_sub_group``). On one H200, with the whole partition
+in one sub-group, the peak of a ZeRO-3 trial was DeepSpeed's estimate + 4.62 GiB at 1.24B
+parameters and + 11.5 GiB at 3.21B (4P = 4.60 and 11.97 GiB), whatever the batch, while
+activations and that buffer never coexisted (benchmarks/RESULTS.md, "Measured GPU
+memory"). On CPU (2 ranks, the 1B shapes at 2 layers, benchmarks/zero3_step_memory.py)
+what the step added followed the largest sub-group: 2200 MiB per rank for one sub-group
+of 192M elements, 1603 MiB for 131M (12-13 bytes per element there; the CPU optimizer
+path's temporaries were not profiled). Not measured: a GPU run with DeepSpeed's default
+sub-groups, and the same term for zero0-2.
+
+Model shapes come from the preset, or, with ``model.path``, from the checkpoint's
+``config.json`` (layers, hidden and intermediate sizes, vocabulary, heads, KV heads, tied
+embeddings).
 
 Per GPU: model states + max(optimizer step, activations). A trial fits when that is
 <= 90% of the GPU's memory: the other 10% is headroom for the CUDA context, NCCL buffers,
@@ -55,9 +68,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
+import json
 import logging
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from qstudy._llama_presets import llama_config_kwargs
@@ -71,6 +86,7 @@ __all__ = [
     "count_parameters",
     "estimate_memory",
     "format_plan",
+    "largest_zero3_sub_group",
     "plan_study",
 ]
 
@@ -82,6 +98,7 @@ USABLE_FRACTION = 0.9
 # Trial settings that change memory; any other searched key (λ, lr, seed, ...) does not.
 SHAPE_KEYS = (
     "model.preset",
+    "model.path",
     "model.num_hidden_layers",
     "deepspeed.preset",
     "resources.num_workers",
@@ -90,23 +107,68 @@ SHAPE_KEYS = (
     "data.max_tokens",
     "quantum.enabled",
     "quantum.layers",
+    "optimizer.response",  # with optimizer.scope: ZeRO-3's sub-groups, so its optimizer step
+    "optimizer.scope",
 )  # quantum.n_qubits / circuit_depth add 2·depth·qubits parameters per layer: not a shape
 
 
 # ------------------------------------------------------------------------- parameters
 
 
+# LlamaConfig arguments that change the parameters' shapes; the rest of a checkpoint's
+# config.json (rope, dtype, token ids, saved quantum options) changes no size.
+_SHAPE_ARGUMENTS = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias",
+)
+# Without these a checkpoint's size is unknown (LlamaConfig would fill in a 7B default).
+_REQUIRED_ARGUMENTS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+
+
+def _checkpoint_architecture(path: str) -> dict[str, Any]:
+    """The shape arguments in a local checkpoint's ``config.json``.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not a Llama config, or lacks a size.
+    """
+    from qstudy.config import ConfigError
+
+    config_file = Path(path) / "config.json"
+    try:
+        values = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError([f"model.path: cannot read the checkpoint's architecture from {config_file}: {err}"]) from None
+    if not isinstance(values, dict):
+        raise ConfigError([f"model.path: {config_file} must hold a JSON object, got {type(values).__name__}"])
+    if values.get("model_type", "llama") != "llama":
+        raise ConfigError([f"model.path: must be a Llama checkpoint (model_type 'llama'), "
+                           f"got model_type {values['model_type']!r} in {config_file}"])
+    missing = [key for key in _REQUIRED_ARGUMENTS if not isinstance(values.get(key), int)]
+    if missing:
+        raise ConfigError([f"model.path: {config_file} has no integer {', '.join(missing)}: the model's size is unknown; "
+                           f"a Llama config.json sets {', '.join(_REQUIRED_ARGUMENTS)}"])
+    return {key: values[key] for key in _SHAPE_ARGUMENTS if values.get(key) is not None}
+
+
 def _architecture(model_config) -> dict[str, Any]:
-    """The LlamaConfig arguments of a ``ModelConfig`` (preset, depth override)."""
+    """The LlamaConfig arguments of a ``ModelConfig``: a checkpoint's ``config.json``
+    (``path``), else the preset with its depth override."""
+    if model_config.path is not None:
+        return _checkpoint_architecture(model_config.path)
     kwargs = llama_config_kwargs(model_config.preset)
     if model_config.num_hidden_layers is not None:
         kwargs["num_hidden_layers"] = model_config.num_hidden_layers
     return kwargs
 
 
+def _model_sizes(model_config) -> tuple[tuple[int, ...], int]:
+    return _meta_sizes(json.dumps(_architecture(model_config), sort_keys=True))
+
+
 @functools.lru_cache(maxsize=None)
-def _meta_counts(preset: str, num_hidden_layers: int | None) -> tuple[int, int]:
-    """(parameters, parameters of the largest module) of a preset built on the meta device.
+def _meta_sizes(architecture: str) -> tuple[tuple[int, ...], int]:
+    """(numel of every parameter in model order, parameters of the largest module) of
+    the LlamaConfig arguments ``architecture`` (JSON), built on the meta device.
 
     Nothing is allocated: a 70B model builds in about a second. Tied embeddings are one
     parameter, counted once (``model.parameters()`` yields it once).
@@ -114,15 +176,12 @@ def _meta_counts(preset: str, num_hidden_layers: int | None) -> tuple[int, int]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    kwargs = llama_config_kwargs(preset)
-    if num_hidden_layers is not None:
-        kwargs["num_hidden_layers"] = num_hidden_layers
     with torch.device("meta"):
-        model = LlamaForCausalLM(LlamaConfig(**kwargs))
-    total = sum(p.numel() for p in model.parameters())
+        model = LlamaForCausalLM(LlamaConfig(**json.loads(architecture)))
+    numels = tuple(p.numel() for p in model.parameters())
     # As DeepSpeed's estimate_zero3_model_states_mem_needs_all_live: a module's own parameters.
     largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
-    return total, largest
+    return numels, largest
 
 
 def _quantum_layers(trial) -> int:
@@ -136,9 +195,9 @@ def count_parameters(model_config, quantum_config=None) -> int:
     """The exact parameter count of a trial's model, from a model built on the meta device.
 
     Args:
-        model_config: a ``qstudy.config.ModelConfig`` (preset and ``num_hidden_layers``;
-            a ``path`` checkpoint is taken to have its preset's architecture). llama-tiny
-            uses LlamaConfig's default vocabulary (32000); a trial sets the task's.
+        model_config: a ``qstudy.config.ModelConfig``: a ``path`` checkpoint's
+            ``config.json``, else the preset and ``num_hidden_layers``. llama-tiny uses
+            LlamaConfig's default vocabulary (32000); a trial sets the task's.
         quantum_config: a ``qstudy.config.QuantumConfig``; if enabled, adds the quantum
             attention's parameters, computed arithmetically (they are tiny and need no
             model): per chosen layer ``2·circuit_depth·n_qubits`` angles (a, b) plus one
@@ -146,8 +205,11 @@ def count_parameters(model_config, quantum_config=None) -> int:
 
     Returns:
         The number of parameters.
+
+    Raises:
+        ConfigError: ``model.path``'s ``config.json`` is missing or unreadable.
     """
-    total, _ = _meta_counts(model_config.preset, model_config.num_hidden_layers)
+    total = sum(_model_sizes(model_config)[0])
     if quantum_config is not None and quantum_config.enabled:
         arch = _architecture(model_config)
         layers = arch["num_hidden_layers"] if quantum_config.layers is None else len(set(quantum_config.layers))
@@ -247,9 +309,51 @@ def _model_states_bytes(preset: str, params: int, largest: int, gpus_per_node: i
     return gpu, cpu
 
 
-def _optimizer_step_bytes(preset: str, params: int, gpus: int) -> int:
-    """GPU bytes the optimizer step adds (module docstring): measured for zero3 only."""
-    return math.ceil(4 * params / gpus) if preset == "zero3" else 0
+def _zero3_sub_group_size(trial) -> int:
+    """The ``sub_group_size`` the trial's DeepSpeed config gives ZeRO-3: its own value, else
+    DeepSpeed's default."""
+    from qstudy.train._deepspeed_config import deepspeed_config
+
+    zero = deepspeed_config(trial, use_gpu=True)["zero_optimization"]
+    if "sub_group_size" in zero:
+        return int(zero["sub_group_size"])
+    _deepspeed_estimators()  # chooses DeepSpeed's accelerator before its import
+    from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
+
+    return int(DeepSpeedZeroConfig.model_fields["sub_group_size"].default)
+
+
+def largest_zero3_sub_group(numels, gpus: int, sub_group_size: int) -> int:
+    """Elements of the largest ZeRO-3 sub-group on one GPU, as DeepSpeed 0.19 forms them
+    (``DeepSpeedZeroOptimizer_Stage3._create_fp16_sub_groups``): the whole partition if
+    ``sub_group_size`` covers it, else consecutive parameters until their partitions
+    reach ``sub_group_size``.
+
+    Args:
+        numels: elements of each trainable parameter, in the param group's order.
+        gpus: ranks the parameters are partitioned over (each into ``ceil(numel / gpus)``).
+        sub_group_size: ``zero_optimization.sub_group_size``.
+    """
+    parts = [math.ceil(numel / gpus) for numel in numels]
+    if sub_group_size >= sum(parts):
+        return sum(parts)
+    largest = current = 0
+    for part in parts:
+        current += part
+        if current >= sub_group_size:
+            largest, current = max(largest, current), 0
+    return max(largest, current)
+
+
+def _optimizer_step_bytes(trial, params: int, numels, gpus: int) -> int:
+    """GPU bytes the optimizer step adds (module docstring): zero3 only, 4 bytes per
+    element of the largest sub-group ZeRO-3 steps at once."""
+    if trial.deepspeed.preset != "zero3":
+        return 0
+    sub_group_size = _zero3_sub_group_size(trial)
+    if sub_group_size >= math.ceil(params / gpus):
+        return math.ceil(4 * params / gpus)  # one sub-group: the whole partition (as measured)
+    return 4 * largest_zero3_sub_group(numels, gpus, sub_group_size)
 
 
 def _activation_bytes(trial) -> int:
@@ -283,7 +387,7 @@ def estimate_memory(
         A MemoryEstimate.
     """
     params = count_parameters(trial.model, trial.quantum)
-    _, largest = _meta_counts(trial.model.preset, trial.model.num_hidden_layers)
+    numels, largest = _model_sizes(trial.model)
     gpus = trial.resources.num_workers
     used_nodes = math.ceil(gpus / gpus_per_node)
     # DeepSpeed's estimators take a uniform layout: nodes x GPUs each. A trial smaller than
@@ -291,7 +395,7 @@ def estimate_memory(
     per_node = min(gpus, gpus_per_node) if used_nodes == 1 else gpus / used_nodes
     gpu_bytes, cpu_bytes = _model_states_bytes(trial.deepspeed.preset, params, largest, per_node, used_nodes)
     activations = _activation_bytes(trial)
-    step = _optimizer_step_bytes(trial.deepspeed.preset, params, gpus)
+    step = _optimizer_step_bytes(trial, params, numels, gpus)
     return MemoryEstimate(
         params=params,
         gpus=gpus,
@@ -329,10 +433,15 @@ class PlanRow:
     def shape(self) -> tuple:
         t = self.trial
         return (
-            t.model.preset, t.model.num_hidden_layers, t.deepspeed.preset, t.resources.num_workers,
+            t.model.preset, t.model.path, t.model.num_hidden_layers, t.deepspeed.preset, t.resources.num_workers,
             t.resources.use_gpu, t.train.micro_batch_size, t.data.max_tokens, t.quantum.enabled,
-            None if t.quantum.layers is None else tuple(t.quantum.layers),
+            None if t.quantum.layers is None else tuple(t.quantum.layers), t.optimizer.response, t.optimizer.scope,
         )
+
+
+def _model_name(model_config) -> str:
+    """The preset, or the checkpoint directory that replaces it."""
+    return model_config.preset if model_config.path is None else model_config.path
 
 
 def _shape_values(spec) -> list[Any]:
@@ -388,7 +497,7 @@ def plan_study(
 
 def format_plan(rows: list[PlanRow]) -> str:
     """The rows as a fixed-width table (GiB per GPU unless said)."""
-    header = ("where", "preset", "layers", "deepspeed", "gpus", "batch x tokens", "params",
+    header = ("where", "model", "layers", "deepspeed", "gpus", "batch x tokens", "params",
               "states", "activ.", "opt.step", "total", "usable", "fits", "cpu/node")
     lines = [header]
     for row in rows:
@@ -398,7 +507,7 @@ def format_plan(rows: list[PlanRow]) -> str:
             "-" if e.fits is None else "yes" if e.fits else "no GPUs" if not e.placeable
             else "no (host)" if e.gpu_fits else "no")
         lines.append((
-            row.where, t.model.preset, str(layers), t.deepspeed.preset, str(e.gpus),
+            row.where, _model_name(t.model), str(layers), t.deepspeed.preset, str(e.gpus),
             f"{t.train.micro_batch_size} x {t.data.max_tokens}", f"{e.params / 1e9:.3f}B",
             f"{e.model_states_gib:.1f}", f"{e.activations_gib:.1f}", f"{e.optimizer_step_gib:.1f}", f"{e.total_gib:.1f}",
             "-" if e.usable_gib is None else f"{e.usable_gib:.1f}", fits, f"{e.cpu_gib_per_node:.0f}",
@@ -451,7 +560,7 @@ def check_fits(
             continue
         if e.gpu_fits:  # the host does not
             problems.append(
-                f"{prefix}: {t.model.preset} needs {e.cpu_gib_per_node:.0f} GiB of host memory per node with "
+                f"{prefix}: {_model_name(t.model)} needs {e.cpu_gib_per_node:.0f} GiB of host memory per node with "
                 f"{t.deepspeed.preset} on {e.gpus} GPU{'s' if e.gpus != 1 else ''} (DeepSpeed's estimate for the "
                 f"offloaded states), more than the {cpu_memory_gib:g} GiB a node has: spread the trial over more "
                 f"nodes (resources.num_workers above the GPUs of one node), use zero3 on more GPUs, or nodes with "
@@ -459,7 +568,7 @@ def check_fits(
             )
             continue
         problems.append(
-            f"{prefix}: {t.model.preset} needs {e.total_gib:.1f} GiB per GPU with {t.deepspeed.preset} on {e.gpus} "
+            f"{prefix}: {_model_name(t.model)} needs {e.total_gib:.1f} GiB per GPU with {t.deepspeed.preset} on {e.gpus} "
             f"GPU{'s' if e.gpus != 1 else ''} ({e.model_states_gib:.1f} model states + the larger of "
             f"{e.activations_gib:.1f} activations at {t.train.micro_batch_size} x {t.data.max_tokens} tokens and "
             f"{e.optimizer_step_gib:.1f} at the optimizer step), more than {gpu_memory_gib:g} GiB "

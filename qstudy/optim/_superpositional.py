@@ -19,8 +19,6 @@ __all__ = ["SuperpositionalAdamW", "RESPONSES", "SCOPES"]
 RESPONSES = ("sin", "circuit", "gaussian", "none")
 SCOPES = ("leading", "all")
 
-# Blocks simulated per call of the circuit response (bounds its temporary statevectors).
-_CIRCUIT_CHUNK_BLOCKS = 1 << 16
 # Coordinates per independently seeded chunk of the gaussian response's noise.
 _NOISE_CHUNK = 1 << 16
 
@@ -450,11 +448,11 @@ def _circuit_perturbations(group, params, layouts, runs):
 
 
 def _response_blocks(x: torch.Tensor, depth: int) -> torch.Tensor:
-    """⟨X⟩ of ``[blocks, n]`` coordinates, simulated in chunks; flat result."""
+    """⟨X⟩ of ``[blocks, n]`` coordinates; flat result. optimizer_response simulates them
+    in chunks sized by memory (its STATEVECTOR_BUDGET_BYTES)."""
     if depth == 0:
         return torch.sin(math.pi * x).view(-1)  # exactly the circuit's value at depth 0
-    parts = [optimizer_response(chunk, depth) for chunk in x.split(_CIRCUIT_CHUNK_BLOCKS)]
-    return torch.cat(parts).view(-1)
+    return optimizer_response(x, depth).view(-1)
 
 
 def _all_gather_edges(coords: torch.Tensor, values: torch.Tensor, process_group):

@@ -16,9 +16,28 @@ import torch
 from qstudy.quantum._circuits import cnot_ring_pairs
 from qstudy.quantum._statevector import apply_cnot_ring, apply_single_qubit, expect_x, product_state
 
-__all__ = ["optimizer_circuit", "optimizer_response", "MAX_OPTIMIZER_QUBITS"]
+__all__ = ["MAX_OPTIMIZER_QUBITS", "STATEVECTOR_BUDGET_BYTES", "blocks_per_chunk", "optimizer_circuit",
+           "optimizer_response"]
 
 MAX_OPTIMIZER_QUBITS = 20
+# Bytes of statevectors optimizer_response holds at once: it simulates its blocks a chunk
+# at a time, so memory stays bounded whatever n_qubits (one block is 2**n amplitudes,
+# 8 MiB at n = 20 in complex64) and however many blocks a partition has.
+STATEVECTOR_BUDGET_BYTES = 128 * 2**20
+# Statevectors alive at once per block: in a gate (apply_single_qubit) the input, the two
+# halves of the output, a product being summed, then their stack: at most 4 of 2**n.
+_LIVE_STATEVECTORS = 4
+
+
+def blocks_per_chunk(n_qubits: int, complex_dtype: torch.dtype = torch.complex64) -> int:
+    """Blocks simulated together so that their statevectors fit STATEVECTOR_BUDGET_BYTES (>= 1).
+
+    Args:
+        n_qubits: register size.
+        complex_dtype: the simulation's dtype (complex64, or complex128 for float64 input).
+    """
+    per_block = _LIVE_STATEVECTORS * torch.empty((), dtype=complex_dtype).element_size() * 2**n_qubits
+    return max(1, STATEVECTOR_BUDGET_BYTES // per_block)
 
 
 def _check(n_qubits: int, depth: int) -> None:
@@ -62,7 +81,8 @@ def optimizer_response(x: torch.Tensor, depth: int) -> torch.Tensor:
     """Returns ⟨X_q⟩ of the optimizer circuit for a batch of encoded coordinates.
 
     A batched torch statevector simulation: complex128 for float64 input (agrees with
-    Qiskit Aer to 1e-12), complex64 for float32 and below.
+    Qiskit Aer to 1e-12), complex64 for float32 and below; `blocks_per_chunk` blocks at a
+    time, so its temporary statevectors stay within STATEVECTOR_BUDGET_BYTES.
 
     Args:
         x: ``[..., n_qubits]`` coordinates (the circuit's angles are π·x).
@@ -78,6 +98,14 @@ def optimizer_response(x: torch.Tensor, depth: int) -> torch.Tensor:
     real_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     complex_dtype = torch.complex128 if real_dtype == torch.float64 else torch.complex64
     flat = x.reshape(-1, n_qubits).to(real_dtype)
+    chunks = flat.split(blocks_per_chunk(n_qubits, complex_dtype))  # one, empty, for no blocks
+    out = torch.cat([_simulate(chunk, depth, complex_dtype) for chunk in chunks])
+    return out.reshape(x.shape).to(real_dtype)
+
+
+def _simulate(flat: torch.Tensor, depth: int, complex_dtype: torch.dtype) -> torch.Tensor:
+    """⟨X_q⟩ of ``[blocks, n_qubits]`` coordinates in one batched simulation."""
+    n_qubits = flat.shape[-1]
     half = 0.5 * math.pi * flat  # R_Y(φ), R_Z(φ) take φ/2
     cos_half, sin_half = torch.cos(half), torch.sin(half)
     state = product_state(cos_half, sin_half).to(complex_dtype)
@@ -92,4 +120,4 @@ def optimizer_response(x: torch.Tensor, depth: int) -> torch.Tensor:
                     state, q, n_qubits, minus[:, q] * c, -minus[:, q] * s, phase[:, q] * s, phase[:, q] * c
                 )
             state = apply_cnot_ring(state, n_qubits)
-    return expect_x(state, n_qubits).reshape(x.shape).to(real_dtype)
+    return expect_x(state, n_qubits)

@@ -6,11 +6,31 @@ from typing import Any
 
 from qstudy.config import TrialConfig
 
-__all__ = ["deepspeed_config", "zero_stage"]
+__all__ = ["WHOLE_GROUP_SUB_GROUP_SIZE", "deepspeed_config", "needs_whole_zero3_groups", "zero_stage"]
+
+# A ZeRO-3 sub_group_size above any partition: one sub-group (one optimizer call) per param group.
+WHOLE_GROUP_SUB_GROUP_SIZE = 10**12
 
 
 def zero_stage(preset: str) -> int:
     return int(preset[len("zero")])
+
+
+def needs_whole_zero3_groups(trial: TrialConfig) -> bool:
+    """Whether ZeRO-3 must step each param group in one optimizer call.
+
+    ZeRO-3 steps a group's sub-groups one after another. The ``circuit`` response over
+    ``scope: all`` reads the n_qubits coordinates of a block together, as they are at the
+    start of the step; a block split by a sub-group boundary would mix coordinates
+    already stepped with ones not yet stepped (``bind_deepspeed`` refuses such a split).
+    Every other response is per coordinate (``sin``, the seeded ``gaussian``), or reads
+    only the first n_qubits coordinates (``scope: leading``), which the first sub-group
+    holds whole (it closes only past DeepSpeed's 1e9 elements), so DeepSpeed's
+    sub-groups are safe for them. λ = 0 is not an exception: ``bind_deepspeed`` checks
+    the split whatever λ, and a searched λ must not change the config's memory.
+    """
+    optimizer = trial.optimizer
+    return optimizer.response == "circuit" and optimizer.scope == "all"
 
 
 def deepspeed_config(trial: TrialConfig, use_gpu: bool) -> dict[str, Any]:
@@ -26,9 +46,12 @@ def deepspeed_config(trial: TrialConfig, use_gpu: bool) -> dict[str, Any]:
     dtype = trial.model.dtype
     bf16 = dtype == "bfloat16" or (dtype == "auto" and use_gpu)
     zero: dict[str, Any] = {"stage": stage}
-    if stage == 3:
-        # One sub-group per param group: a circuit block never spans two optimizer calls.
-        zero["sub_group_size"] = 10**12
+    if stage == 3 and needs_whole_zero3_groups(trial):
+        # One sub-group per param group, so a circuit block never spans two optimizer
+        # calls. The price: the optimizer step's fp32 gradient and temporaries are the
+        # size of the whole partition instead of DeepSpeed's default sub-group (1e9
+        # elements), which `qstudy plan` counts.
+        zero["sub_group_size"] = WHOLE_GROUP_SUB_GROUP_SIZE
     if preset.endswith("_offload"):
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": use_gpu}
         if stage == 3:

@@ -119,8 +119,13 @@ def test_fit_decisions(preset, deepspeed, gpus, gpu_memory_gib, fits, total_gib)
 )
 def test_zero3_on_one_gpu_is_planned_as_measured(preset, micro_batch, measured_gib):
     """The peaks benchmarks/gpu_memory.py measured on one H200 (benchmarks/RESULTS.md,
-    "Measured GPU memory"): the scaling file's trial, 512 tokens, 4 qubits, depth 2."""
-    estimate = estimate_memory(_trial(preset, "zero3", 1, micro_batch=micro_batch, n_qubits=4, circuit_depth=2))
+    "Measured GPU memory"): the scaling file's trial, 512 tokens, 4 qubits, depth 2.
+    Those runs had ZeRO-3's sub_group_size at 1e12 (one sub-group: the whole partition),
+    which qstudy now sets only for the circuit response over scope all: planned here as
+    that config."""
+    trial = _trial(preset, "zero3", 1, micro_batch=micro_batch, n_qubits=4, circuit_depth=2)
+    trial = trial.model_copy(update={"optimizer": trial.optimizer.model_copy(update={"response": "circuit", "scope": "all"})})
+    estimate = estimate_memory(trial)
     assert estimate.optimizer_step_gib * GIB == math.ceil(4 * estimate.params)
     assert 0.99 * measured_gib <= estimate.total_gib <= 1.06 * measured_gib
 
@@ -179,7 +184,7 @@ def test_cli_prints_the_table(capsys, tmp_path):
     assert main(["plan", str(SEARCH_SPACES / "scaling_llama.yaml")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "8 GPUs x 80 GiB (90% usable)" in out[0]
-    assert out[1].split()[:3] == ["where", "preset", "layers"]
+    assert out[1].split()[:3] == ["where", "model", "layers"]
     row = next(line for line in out if "llama-3.1-70b" in line).split()
     assert row[-2:] == ["yes", "1774"] and "70.554B" in row
     trial = tmp_path / "big.yaml"
@@ -236,3 +241,130 @@ def test_check_fits_names_the_host_memory_problem(monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "1152 GiB host memory" in out[0]
     assert next(line for line in out if "llama-3.1-70b" in line).split()[-3:] == ["no", "(host)", "1774"]
+
+
+# Llama-3.1-8B's published config.json (meta-llama/Llama-3.1-8B on the HF Hub), the
+# architecture keys plus a few a checkpoint carries that change no size.
+LLAMA_31_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
+    "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+    "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False,
+    "attention_bias": False, "mlp_bias": False, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0, "bos_token_id": 128000, "eos_token_id": 128001,
+}
+
+
+def _llama_parameters(vocab, hidden, intermediate, layers, heads, kv_heads, tied) -> int:
+    """Parameters of a Llama from its architecture, by hand: embeddings (and an untied
+    output layer), per layer q/o (h x h), k/v (h x kv_heads·head_dim), the SwiGLU MLP (3 x
+    h x intermediate) and two RMSNorms, then the final norm."""
+    kv = kv_heads * hidden // heads
+    per_layer = 2 * hidden * hidden + 2 * hidden * kv + 3 * hidden * intermediate + 2 * hidden
+    return vocab * hidden * (1 if tied else 2) + layers * per_layer + hidden
+
+
+def _checkpoint(tmp_path, config) -> str:
+    import json
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return str(tmp_path)
+
+
+def test_a_checkpoint_is_planned_from_its_config_json(tmp_path):
+    path = _checkpoint(tmp_path / "llama-8b", LLAMA_31_8B_CONFIG)
+    expected = _llama_parameters(128256, 4096, 14336, 32, 32, 8, tied=False)
+    assert expected == 8_030_261_248  # the published 8.03B
+    assert count_parameters(ModelConfig(path=path)) == expected  # preset left at its default, llama-tiny
+    assert count_parameters(ModelConfig()) < 10**7  # what the preset alone would plan
+    # A shape no preset has (tied, 6 layers, 2 KV heads): only the file can give it.
+    odd = dict(LLAMA_31_8B_CONFIG, num_hidden_layers=6, num_key_value_heads=2, tie_word_embeddings=True,
+               hidden_size=1024, intermediate_size=2816, vocab_size=50000, num_attention_heads=16)
+    odd_path = _checkpoint(tmp_path / "odd", odd)
+    assert count_parameters(ModelConfig(path=odd_path)) == _llama_parameters(50000, 1024, 2816, 6, 16, 2, tied=True)
+
+
+def test_fit_check_reads_the_checkpoint(tmp_path):
+    path = _checkpoint(tmp_path / "llama-8b", LLAMA_31_8B_CONFIG)
+    trial = _trial("llama-tiny", "zero2", 1, quantum=False)
+    checkpoint = trial.model_copy(update={"model": ModelConfig(path=path)})
+    preset_only, planned = estimate_memory(trial, gpu_memory_gib=80), estimate_memory(checkpoint, gpu_memory_gib=80)
+    assert preset_only.fits and not planned.fits
+    assert planned.params == 8_030_261_248 and planned.total_gib > 100
+    # 32 layers x 34·s·b·h + 6·b·s·V of the checkpoint's shapes, not llama-tiny's
+    assert planned.activations_gib * GIB == 32 * 34 * 512 * 4096 + 6 * 512 * 128256
+    [line] = check_fits(_study(checkpoint), 8, 80, source="ft.yaml")
+    assert line.startswith(f"ft.yaml: trial: {path} needs 152.1 GiB per GPU with zero2 on 1 GPU (")  # 20P + activations
+    assert check_fits(_study(trial), 8, 80) == []
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "No such file or directory"),
+        ("{not json", "Expecting property name"),
+        ('{"model_type": "mistral", "hidden_size": 8}', "must be a Llama checkpoint (model_type 'llama'), got model_type 'mistral'"),
+        ('{"model_type": "llama", "hidden_size": 4096}', "has no integer vocab_size, intermediate_size, num_hidden_layers, "
+                                                         "num_attention_heads: the model's size is unknown"),
+    ],
+)
+def test_an_unreadable_checkpoint_config_names_the_path(tmp_path, content, message):
+    from qstudy.config import ConfigError
+
+    if content is not None:
+        (tmp_path / "config.json").write_text(content)
+    with pytest.raises(ConfigError) as err:
+        count_parameters(ModelConfig(path=str(tmp_path)))
+    [line] = err.value.problems
+    assert line.startswith("model.path: ") and str(tmp_path / "config.json") in line and message in line
+
+
+def test_zero3_step_term_follows_the_sub_group_size():
+    """DeepSpeed steps a ZeRO-3 partition in sub-groups of sub_group_size elements (1e9 by
+    default); qstudy keeps one sub-group per param group only for the circuit response
+    over scope all. The step term is 4 bytes per element of the largest sub-group."""
+    from qstudy.plan import _model_sizes, largest_zero3_sub_group
+
+    sin = _trial("llama-3.1-8b", "zero3", 1)
+    circuit = sin.model_copy(update={"optimizer": sin.optimizer.model_copy(update={"response": "circuit", "scope": "all"})})
+    whole = estimate_memory(circuit)
+    assert whole.optimizer_step_gib * GIB == math.ceil(4 * whole.params)  # the whole 8B partition, 29.9 GiB
+    split = estimate_memory(sin)
+    numels, _ = _model_sizes(sin.model)
+    assert split.optimizer_step_gib * GIB == 4 * largest_zero3_sub_group(numels, 1, 10**9)
+    assert 3.7 < split.optimizer_step_gib < 4.0  # ~1e9 elements, not 8e9
+    # On 16 GPUs the 8B partition (5e8 elements) fits one default sub-group: 4P/N again.
+    on16 = estimate_memory(_trial("llama-3.1-8b", "zero3", 16))
+    assert on16.optimizer_step_gib * GIB == math.ceil(4 * on16.params / 16)
+
+
+def test_largest_zero3_sub_group_as_deepspeed_forms_them():
+    from qstudy.plan import largest_zero3_sub_group
+
+    # DeepSpeed closes a sub-group once its partitions reach sub_group_size.
+    assert largest_zero3_sub_group([10, 4, 4, 4, 30], 1, 8) == 34  # [10], [4, 4], [4, 30]
+    assert largest_zero3_sub_group([6, 4, 4, 4, 3], 1, 8) == 10
+    assert largest_zero3_sub_group([6, 4, 4, 4, 3], 1, 100) == 21  # covers all: one sub-group
+    assert largest_zero3_sub_group([7, 7, 7], 2, 8) == 8  # partitions of ceil(7 / 2) = 4
+
+
+# benchmarks/zero3_step_memory.py on the 2-core, 24 GiB CPU machine, 2026-12-01
+# (benchmarks/RESULTS.md, "ZeRO-3 optimizer-step memory and sub_group_size"): llama-3.2-1b
+# shapes at 2 layers, zero3, bf16, 2 gloo ranks. sub_group_size: (the sub-groups DeepSpeed
+# formed on each rank, in elements; MiB of RSS engine.step() added on each rank).
+ZERO3_CPU_STEP = {
+    10**12: ([192_156_672], 2199.9),
+    10**9: ([192_156_672], 2199.8),  # DeepSpeed's default: the partition is smaller, one sub-group too
+    5 * 10**7: ([131_334_144, 52_430_848, 8_391_680], 1603.0),
+}
+
+
+def test_zero3_sub_groups_and_step_memory_as_measured_on_cpu():
+    from qstudy.plan import _model_sizes, largest_zero3_sub_group
+
+    numels, _ = _model_sizes(ModelConfig(preset="llama-3.2-1b", num_hidden_layers=2))
+    planned = {size: largest_zero3_sub_group(numels, 2, size) for size in ZERO3_CPU_STEP}
+    assert planned == {size: max(groups) for size, (groups, _) in ZERO3_CPU_STEP.items()}
+    # What the step added follows the largest sub-group (12-13 bytes per element on CPU).
+    measured_ratio = ZERO3_CPU_STEP[5 * 10**7][1] / ZERO3_CPU_STEP[10**12][1]
+    assert planned[5 * 10**7] / planned[10**12] == pytest.approx(measured_ratio, rel=0.1)

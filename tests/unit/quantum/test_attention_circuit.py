@@ -64,6 +64,46 @@ def test_torch_and_aer_equal_direct_aer(n_qubits, depth):
     assert np.abs(direct).max() <= 1 + 1e-12
 
 
+@pytest.mark.parametrize("n_qubits", [7, 8])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_gate_by_gate_path_equals_aer_values_and_gradients(n_qubits, depth):
+    """Above _KRON_MAX_QUBITS the torch simulator applies gate by gate: values against a
+    direct Aer simulation, gradients in s, a and b against the Aer path's (shift rule)."""
+    from qstudy.quantum._attention_circuit import _KRON_MAX_QUBITS
+
+    assert n_qubits > _KRON_MAX_QUBITS
+    a, b = _angles(n_qubits, depth, seed=10 * n_qubits + depth)
+    s = torch.tensor([-17.3, -0.2, 0.9, 11.0], dtype=torch.float64)
+    direct = aer_circuit_response(s.numpy(), a.numpy(), b.numpy())
+    weights = torch.tensor([0.3, -1.2, 0.8, 0.5], dtype=torch.float64)
+    grads = {}
+    for simulator in ("torch", "aer"):
+        a_, b_, s_ = a.clone().requires_grad_(), b.clone().requires_grad_(), s.clone().requires_grad_()
+        phi = attention_response(s_, a_, b_, simulator=simulator)
+        assert np.abs(phi.detach().numpy() - direct).max() < 1e-6, simulator
+        (phi * weights).sum().backward()
+        grads[simulator] = (s_.grad, a_.grad, b_.grad)
+    for name, g_torch, g_aer in zip("sab", grads["torch"], grads["aer"]):
+        assert (g_torch - g_aer).abs().max() < 1e-6, name
+    assert grads["aer"][1].abs().max() > 1e-3  # a real gradient, not zeros
+
+
+def test_largest_register_equals_aer_at_one_point():
+    """n_qubits = 12, the most the config allows: value and angle gradients at one score."""
+    a, b = _angles(12, 1, seed=12)
+    s = torch.tensor([0.7], dtype=torch.float64)
+    direct = aer_circuit_response(s.numpy(), a.numpy(), b.numpy())
+    grads = {}
+    for simulator in ("torch", "aer"):
+        a_, b_ = a.clone().requires_grad_(), b.clone().requires_grad_()
+        phi = attention_response(s, a_, b_, simulator=simulator)
+        assert abs(phi.item() - direct[0]) < 1e-6, simulator
+        phi.sum().backward()
+        grads[simulator] = (a_.grad, b_.grad)
+    for g_torch, g_aer in zip(grads["torch"], grads["aer"]):
+        assert (g_torch - g_aer).abs().max() < 1e-6
+
+
 def test_response_is_bounded_and_keeps_shape_and_dtype():
     a, b = _angles(4, 2)
     s = torch.randn(3, 5, 7) * 20

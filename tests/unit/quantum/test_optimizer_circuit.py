@@ -31,7 +31,7 @@ def _aer_expect_x(n_qubits, depth, points):
     return torch.tensor(out, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("n_qubits", range(1, 7))
+@pytest.mark.parametrize("n_qubits", range(1, 9))
 @pytest.mark.parametrize("depth", range(0, 4))
 def test_torch_statevector_equals_aer(n_qubits, depth):
     gen = torch.Generator().manual_seed(n_qubits * 10 + depth)
@@ -73,3 +73,59 @@ def test_bad_circuit_arguments(n_qubits, depth, message):
     with pytest.raises(ValueError) as err:
         optimizer_circuit(n_qubits, depth)
     assert str(err.value) == message
+
+
+def test_largest_register_equals_aer_at_one_point():
+    """n_qubits = 20, the most the config allows: one block of 2^20 amplitudes."""
+    gen = torch.Generator().manual_seed(20)
+    point = torch.rand(1, 20, generator=gen, dtype=torch.float64) * 8 - 4
+    torch.testing.assert_close(optimizer_response(point, 2), _aer_expect_x(20, 2, point), rtol=0, atol=1e-6)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_circuit_response_chunks_fit_the_memory_budget_at_20_qubits(monkeypatch):
+    """SuperpositionalAdamW's circuit response on 100 blocks of 20 qubits simulates them a
+    few at a time: a chunk's statevectors (4 live per block, 2^20 complex64 amplitudes
+    each, 32 MiB) stay within the budget. The first chunk is recorded, then stopped
+    before anything is allocated."""
+    import qstudy.quantum._optimizer_circuit as circuit
+    from qstudy.optim import SuperpositionalAdamW
+
+    chunks = []
+
+    def record(cos_half, sin_half):
+        chunks.append(cos_half.shape[0])
+        raise _Stop
+
+    monkeypatch.setattr(circuit, "product_state", record)
+    param = torch.nn.Parameter(torch.rand(100 * 20))
+    param.grad = torch.ones_like(param)
+    optimizer = SuperpositionalAdamW([param], n_qubits=20, circuit_depth=1, response="circuit", scope="all")
+    with pytest.raises(_Stop):
+        optimizer.step()
+    block_bytes = 4 * 8 * 2**20
+    assert 1 <= chunks[0] and chunks[0] * block_bytes <= circuit.STATEVECTOR_BUDGET_BYTES <= 256 * 2**20
+    assert chunks[0] == circuit.blocks_per_chunk(20) == 4
+    assert circuit.blocks_per_chunk(20, torch.complex128) == 2
+
+
+def test_chunked_response_equals_one_shot(monkeypatch):
+    import qstudy.quantum._optimizer_circuit as circuit
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(37, 5, generator=gen, dtype=torch.float64) * 8 - 4
+    one_shot = optimizer_response(x, 2)
+    calls = []
+    original = circuit.product_state
+    monkeypatch.setattr(circuit, "product_state", lambda c, s: calls.append(c.shape[0]) or original(c, s))
+    # 3 blocks of 5 qubits per chunk: 3 x 4 live statevectors x 32 amplitudes x 16 bytes.
+    monkeypatch.setattr(circuit, "STATEVECTOR_BUDGET_BYTES", 3 * 4 * 32 * 16)
+    chunked = optimizer_response(x, 2)
+    assert calls == [3] * 12 + [1]
+    torch.testing.assert_close(chunked, one_shot, rtol=0, atol=1e-15)
+    assert circuit.blocks_per_chunk(20) >= 1
+    monkeypatch.setattr(circuit, "STATEVECTOR_BUDGET_BYTES", 1)
+    assert circuit.blocks_per_chunk(20) == 1  # at least one block, whatever the budget
