@@ -65,8 +65,8 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
 
     from qstudy.config import apply_overrides
     from qstudy.study._callbacks import ProgressCallback, TrackingCallback
-    from qstudy.study._relog import relog_trials, trial_records
-    from qstudy.study._searcher import StudySearcher
+    from qstudy.study._relog import check_runs_known, relog_trials, trial_records
+    from qstudy.study._searcher import StudySearcher, trial_name
     from qstudy.study._trial_fn import run_study_trial
     from qstudy.tracking import StudyTracker
     from qstudy.train import init_ray, worker_env
@@ -97,7 +97,9 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     # Finished trials the MLflow store has no run of (it was deleted or replaced while
     # the Optuna study remained): read back and checked before the store is written.
     finished_trials = searcher.finished_trials()
-    unlogged = sorted(set(finished_trials) - tracker.logged_trial_ids())
+    logged = tracker.logged_trial_ids()
+    check_runs_known(study.name, {trial_name(t.number) for t in searcher.study.get_trials(deepcopy=False)}, logged, paths)
+    unlogged = sorted(set(finished_trials) - logged)
     records = trial_records(study.name, finished_trials, unlogged, study.objective.metric, paths) if unlogged else {}
     tracker.start_study(
         params={

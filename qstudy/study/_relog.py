@@ -28,7 +28,7 @@ from typing import Any
 from qstudy.errors import QStudyError
 from qstudy.study._callbacks import _error_text as _error_tail
 
-__all__ = ["StoreOutOfStepError", "relog_trials", "trial_records"]
+__all__ = ["StoreOutOfStepError", "check_runs_known", "relog_trials", "trial_records"]
 
 _RELOGGED_TAG = "qstudy.relogged_from"
 
@@ -86,6 +86,32 @@ def trial_records(
             f"the study a new name"
         )
     return records
+
+
+def check_runs_known(study: str, known: set[str], logged: set[str], paths: dict[str, str]) -> None:
+    """Refuses a study whose MLflow store holds trial runs its Optuna study has no trial of.
+
+    That happens when the Optuna study was deleted or replaced while the store remained:
+    Optuna would number new trials from 0 again, and their runs would collide with the
+    old ones of the same ids.
+
+    Args:
+        study: the study's name, for the message.
+        known: trial ids the Optuna study holds, in any state.
+        logged: trial ids the MLflow store holds a run of.
+        paths: :func:`study_paths` of the study.
+
+    Raises:
+        StoreOutOfStepError: naming the trials, the two stores and how to go on.
+    """
+    unknown = sorted(logged - known)
+    if unknown:
+        raise StoreOutOfStepError(
+            f"study {study}: the MLflow store {paths['tracking_uri']} holds runs of {', '.join(unknown)}, which the "
+            f"Optuna study {paths['optuna_url']} has no trial of (it was deleted or replaced); new trials would reuse "
+            f"their ids. To keep the study, restore its Optuna storage; to start it afresh, give the study a new name "
+            f"or point tracking.uri at another store"
+        )
 
 
 def relog_trials(tracking, records: dict[str, dict[str, Any]]) -> None:

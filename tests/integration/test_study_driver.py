@@ -131,6 +131,23 @@ def test_a_study_whose_mlflow_store_was_deleted_is_logged_again(tmp_path):
     assert sorted((tmp_path / "runs" / "lost" / "tune").iterdir()) == tune_runs  # no trial ran again
     assert len(store["parents"]) == 1 and store["parents"][0]["qstudy.best_trial_id"] in logged
 
+    # The other way round: the Optuna study lost while the store remains. New trials would
+    # reuse the old runs' ids: refused before any run is written.
+    optuna_db = tmp_path / "runs" / "lost" / "optuna.db"
+    kept, before = optuna_db.read_bytes(), _snapshot(tmp_path, "lost")
+    optuna_db.unlink()
+    refused = sweep(path, tmp_path)
+    out, _ = refused.communicate(timeout=600)
+    assert refused.returncode == 2, out[-4000:]
+    assert out.splitlines()[-1] == (
+        f"qstudy: error: study lost: the MLflow store sqlite:///{tmp_path / 'mlruns.db'} holds runs of trial_0000, "
+        f"trial_0001, which the Optuna study sqlite:///{optuna_db} has no trial of (it was deleted or replaced); new "
+        "trials would reuse their ids. To keep the study, restore its Optuna storage; to start it afresh, give the "
+        "study a new name or point tracking.uri at another store"
+    )
+    assert _snapshot(tmp_path, "lost") == before
+    optuna_db.write_bytes(kept)
+
     # Without the Tune results there is nothing faithful to log from: refused, and the
     # new store gets no runs.
     (tmp_path / "mlruns.db").unlink()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from qstudy.study._relog import StoreOutOfStepError, relog_trials, trial_records
+from qstudy.study._relog import StoreOutOfStepError, check_runs_known, relog_trials, trial_records
 
 
 def _paths(tmp_path):
@@ -114,3 +114,17 @@ def test_relogged_trials_are_logged_like_live_ones(tmp_path):
     assert tags["qstudy.relogged_from"] == str(folder)
     assert tracker.client.get_run(runs["trial_0001"]["run_id"]).data.tags["qstudy.error"] == "boom"
     assert tracking.results["trial_0000"]["step"] == 4  # the summary's latest values
+
+
+def test_runs_the_optuna_study_does_not_know_are_refused(tmp_path):
+    """The Optuna study deleted while the store remains: new trials would reuse old ids."""
+    paths = _paths(tmp_path)
+    check_runs_known("s", {"trial_0000", "trial_0001"}, {"trial_0000"}, paths)  # a store behind Optuna is fine
+    with pytest.raises(StoreOutOfStepError) as err:
+        check_runs_known("s", {"trial_0000"}, {"trial_0000", "trial_0001", "trial_0002"}, paths)
+    assert str(err.value) == (
+        f"study s: the MLflow store {paths['tracking_uri']} holds runs of trial_0001, trial_0002, which the Optuna "
+        f"study {paths['optuna_url']} has no trial of (it was deleted or replaced); new trials would reuse their ids. "
+        "To keep the study, restore its Optuna storage; to start it afresh, give the study a new name or point "
+        "tracking.uri at another store"
+    )
