@@ -122,6 +122,10 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
         # Seconds spent making and applying Q (for the compiled sin/all step, which fuses
         # Q into the AdamW update, its whole time): read by trials for a cost metric.
         self.perturbation_time_s = 0.0
+        # Set True before a step to measure it (see perturbation_stats); off by default
+        # because it computes Q a second time and keeps a copy of the perturbed coordinates.
+        self.measure_perturbation = False
+        self._stats = _zero_stats()
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -147,6 +151,57 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        measured = self._measure_before() if self.measure_perturbation else None
+        self._step_groups()
+        if measured is not None:
+            self._measure_after(measured)
+        return loss
+
+    def perturbation_stats(self, reset: bool = True) -> dict[str, float]:
+        """Sums over the coordinates this process perturbs, of the steps measured since the last reset.
+
+        Set ``measure_perturbation = True`` before a ``step()`` to measure it. Keys:
+        ``perturbation_sq`` (Σ (lr·λ·Q)²), ``adam_sq`` (Σ of the squared AdamW update of
+        the same coordinates), ``nonzero`` (coordinates with Q ≠ 0) and ``perturbed``
+        (coordinates in scope). Under ZeRO each rank holds its partition's sums: add them
+        over ranks. √(perturbation_sq / adam_sq) says whether λ can matter at all: Q
+        multiplies the raw gradient, not Adam's normalised step.
+        """
+        stats = dict(self._stats)
+        if reset:
+            self._stats = _zero_stats()
+        return stats
+
+    def _measure_before(self) -> list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor, float]]:
+        """Q of every perturbed run, and the coordinates' values before the step."""
+        measured = []
+        for index, group in enumerate(self.param_groups):
+            lam = float(group["quantum_weight"])
+            if lam == 0.0 or group["response"] == "none":
+                continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            layouts = self._layouts(index, group, params)
+            steps = [self.state[p]["step"] for p in params if "step" in self.state[p]]
+            step = int(steps[0].item()) + 1 if steps and group["response"] == "gaussian" else 1
+            for param, local, q in _perturbations(group, params, [p.grad for p in params], layouts, step):
+                before = param.detach().view(-1)[local : local + q.numel()].float().clone()
+                measured.append((param, local, q, before, float(group["lr"]) * lam))
+        return measured
+
+    def _measure_after(self, measured) -> None:
+        stats = self._stats
+        for param, local, q, before, scale in measured:
+            after = param.detach().view(-1)[local : local + q.numel()].float()
+            perturbation = scale * q
+            adam = (after - before) + perturbation  # θ_after = θ_before + AdamW step − lr·λ·Q
+            stats["perturbation_sq"] += float(perturbation.double().square().sum())
+            stats["adam_sq"] += float(adam.double().square().sum())
+            stats["nonzero"] += float((q != 0).sum())
+            stats["perturbed"] += float(q.numel())
+
+    def _step_groups(self) -> None:
         for index, group in enumerate(self.param_groups):
             params, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
             fused = self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, steps)
@@ -178,7 +233,6 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
                 flat = param.view(-1)
                 flat[local_start : local_start + values.numel()].add_(values.to(param.dtype), alpha=scale)
             self.perturbation_time_s += (t1 - t0) + (time.perf_counter() - t2)
-        return loss
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, steps) -> bool:
         fused = self.fused
@@ -277,6 +331,10 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
                 defaults = default_layouts(index, group["params"])
             out.append(defaults[id(p)])
         return out
+
+
+def _zero_stats() -> dict[str, float]:
+    return {"perturbation_sq": 0.0, "adam_sq": 0.0, "nonzero": 0.0, "perturbed": 0.0}
 
 
 def _fused_supported(p: torch.Tensor) -> bool:

@@ -7,6 +7,7 @@ Runs inside Ray Train workers; everything heavy is imported here, not by the dri
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import time
@@ -76,12 +77,14 @@ class _Loop:
         self.engine, self.task, self.device, self.dist = engine, task, device, dist
 
         start_step, initial, finished = 0, {}, {}
+        self.train_loss_sum = 0.0  # Σ train_loss over the steps so far: mean_train_loss, the paper's GSM8K measure
         if checkpoint is not None:
             with checkpoint.as_directory() as directory:
                 _, client_state = engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
                 _restore_rng_state(directory, self.rank)
             start_step, initial = int(client_state["step"]), dict(client_state.get("initial", {}))
             finished = dict(client_state.get("metrics", {}))
+            self.train_loss_sum = float(client_state.get("train_loss_sum", 0.0))
         else:
             initial = {f"initial_{k}": v for k, v in self._evaluate(generate=False).items()}
         # Repeated in every report, so the trial's last result carries them.
@@ -111,6 +114,11 @@ class _Loop:
         loop_started = time.perf_counter()
         for step in range(start_step + 1, trial.train.max_steps + 1):
             self._set_lr(step)
+            last = step == trial.train.max_steps
+            evaluate = step % trial.train.eval_every_steps == 0 or last
+            save = self._checkpoint_due(step, last)
+            reported = evaluate or save or step % trial.train.log_every_steps == 0
+            client.measure_perturbation = reported  # the steps whose metrics are reported
             t0 = time.perf_counter()
             loss_sum, tokens = 0.0, 0
             finite = True
@@ -160,15 +168,15 @@ class _Loop:
                 if step_s > 0
                 else float("nan"),
             }
+            self.train_loss_sum += metrics["train_loss"]
+            metrics["mean_train_loss"] = self.train_loss_sum / step
             pending.update(metrics)
-            last = step == trial.train.max_steps
             pending["train_time_s"] = time.perf_counter() - loop_started  # steps + evals of this run
-            evaluate = step % trial.train.eval_every_steps == 0 or last
-            save = self._checkpoint_due(step, last)
             if evaluate:
                 pending.update(self._evaluate())
                 pending["train_time_s"] = time.perf_counter() - loop_started
-            if evaluate or save or step % trial.train.log_every_steps == 0:
+            if reported:
+                pending.update(self._perturbation_metrics(client))
                 pending["status"] = "completed" if last else "running"
                 if save:
                     self._report(pending, step=step)
@@ -189,6 +197,27 @@ class _Loop:
                 with open(os.path.join(directory, FINAL_STATUS), "w") as f:
                     json.dump(metrics, f)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+
+    def _perturbation_metrics(self, client) -> dict[str, float]:
+        """How big the perturbation was next to the AdamW update, on the step just taken.
+
+        ``perturbation_to_adam_ratio`` = ‖lr·λ·Q‖ / ‖AdamW step‖ over the perturbed
+        coordinates; ``perturbed_coordinates`` of them, ``nonzero_perturbation_coordinates``
+        with Q ≠ 0 (with ``scope: leading`` and an embedding row whose token never occurs,
+        0: λ can change nothing). Nothing is logged for λ = 0 or ``response: none``.
+        """
+        from qstudy.train._deepspeed_config import zero_stage
+
+        stats = client.perturbation_stats()
+        if self.world_size > 1 and zero_stage(self.trial.deepspeed.preset) > 0:  # each rank holds its partition's sums
+            stats = dict(zip(stats, self._all_reduce_sum(list(stats.values()))))
+        if not stats["perturbed"]:
+            return {}
+        return {
+            "perturbation_to_adam_ratio": math.sqrt(stats["perturbation_sq"] / stats["adam_sq"]) if stats["adam_sq"] else float("nan"),
+            "perturbed_coordinates": stats["perturbed"],
+            "nonzero_perturbation_coordinates": stats["nonzero"],
+        }
 
     def _checkpoint_due(self, step: int, last: bool) -> bool:
         every = self.trial.train.checkpoint_every_steps
@@ -267,7 +296,7 @@ class _Loop:
         if step is None:
             ray.train.report(metrics)
             return
-        client_state = {"step": step, "initial": self.initial, "metrics": metrics}
+        client_state = {"step": step, "initial": self.initial, "metrics": metrics, "train_loss_sum": self.train_loss_sum}
         with _checkpoint_directory(step) as (directory, report):
             self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=client_state)
             torch.save(_rng_state(), os.path.join(directory, _RNG_STATE.format(rank=self.rank)))

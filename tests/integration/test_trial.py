@@ -65,6 +65,9 @@ def test_trial_lowers_eval_loss(local_ray, tmp_path, workers, preset, accumulati
     assert metrics["tokens_per_s"] > 0
     assert 0 < metrics["quantum_attention_forward_time_share"] < 1
     assert 0 <= metrics["perturbation_time_share"] < metrics["optimizer_time_share"] <= 1
+    assert metrics["perturbed_coordinates"] == 4  # scope leading, n_qubits 4, over any worker count
+    assert 0 <= metrics["nonzero_perturbation_coordinates"] <= 4
+    assert 0 < metrics["mean_train_loss"] < metrics["initial_eval_loss"] + 1
     assert outcome["checkpoint"] is not None
 
 
@@ -161,6 +164,12 @@ def test_killed_worker_resumes_exactly_where_it_stopped(local_ray, tmp_path, pre
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), f"step {step}"
     assert resumed.metrics["eval_loss"] == pytest.approx(whole.metrics["eval_loss"], rel=1e-6)
+    # the paper's GSM8K measure, carried over the restart
+    assert resumed.metrics["mean_train_loss"] == pytest.approx(sum(expected.values()) / 40, rel=1e-6)
+    # scope all: every coordinate perturbed, the perturbation measured next to AdamW's step
+    assert resumed.metrics["perturbed_coordinates"] == resumed.metrics["model_parameters"]
+    assert 0 < resumed.metrics["nonzero_perturbation_coordinates"] <= resumed.metrics["perturbed_coordinates"]
+    assert 0 < resumed.metrics["perturbation_to_adam_ratio"] < 10
 
 
 def test_eval_loss_is_the_same_for_any_worker_count_and_micro_batch(local_ray, tmp_path):

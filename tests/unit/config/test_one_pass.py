@@ -30,7 +30,7 @@ PRESETS = "'llama-tiny', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3.1-8b' or 'llam
 def _issue_problems(path) -> list[str]:
     return [
         f"{path}: objective.mode: input should be 'min' or 'max', got 'minimize'",
-        f"{path}: objective.metric: must be one of eval_loss, train_loss, eval_accuracy, gsm8k_accuracy, got 'eval_los'",
+        f"{path}: objective.metric: must be one of eval_loss, train_loss, mean_train_loss, eval_accuracy, gsm8k_accuracy, got 'eval_los'",
         f"{path}: sampler.type: input should be 'tpe', 'gp', 'cmaes', 'random', 'grid' or 'qmc', got 'tpee'",
         f"{path}: num_samples: input should be greater than or equal to 1, got -3",
         f"{path}: space.optimizer.quantum_weigth.high: must be >= low, got low=1.0, high=0.0",

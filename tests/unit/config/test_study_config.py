@@ -387,7 +387,7 @@ def test_objective_metric_must_be_reported_by_the_task(tmp_path):
     ]
     path = _write(tmp_path, MINIMAL + "objective: {metric: accuracy, mode: max}\n")
     assert _problems(path) == [
-        f"{path}: objective.metric: must be one of eval_loss, train_loss, eval_accuracy, gsm8k_accuracy, got 'accuracy'"
+        f"{path}: objective.metric: must be one of eval_loss, train_loss, mean_train_loss, eval_accuracy, gsm8k_accuracy, got 'accuracy'"
     ]
 
 

@@ -315,3 +315,46 @@ def test_fused_cuda_step_resumed_from_a_cpu_read_checkpoint(response):
     for a, b in zip(whole, resumed):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
     assert {opt.state[p]["step"].device.type for p in resumed} == {"cuda"}
+
+
+@pytest.mark.parametrize("response", ["sin", "gaussian", "circuit"])
+def test_measured_step_reports_the_perturbation_next_to_adam_and_changes_nothing(response):
+    params0 = _model(first_numel=6)
+    grads = _grads(params0, 3)
+    kwargs = dict(lr=1e-2, quantum_weight=0.5, n_qubits=3, circuit_depth=1, response=response, scope="all")
+    plain, _ = _run(lambda ps: SuperpositionalAdamW(ps, **kwargs), params0, grads)
+    params = [torch.nn.Parameter(p.detach().clone()) for p in params0]
+    opt = SuperpositionalAdamW(params, **kwargs)
+    adamw_params = [torch.nn.Parameter(p.detach().clone()) for p in params0]
+    adamw = torch.optim.AdamW(adamw_params, lr=1e-2, weight_decay=0.01)
+    for i, step_grads in enumerate(grads):
+        before = [p.detach().clone() for p in params]
+        for p, q, g in zip(params, adamw_params, step_grads):
+            p.grad, q.grad = g.clone(), g.clone()
+            q.data.copy_(p.data)  # AdamW alone from the same point, with the same moments so far
+        opt.measure_perturbation = i == 2
+        opt.step()
+        adamw.step()
+    stats = opt.perturbation_stats()
+    for a, b in zip(plain, params):  # measuring changed no value
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    adam_step = torch.cat([(q.detach() - b).flatten() for q, b in zip(adamw_params, before)])
+    perturbation = torch.cat([(q.detach() - p.detach()).flatten() for q, p in zip(adamw_params, params)])
+    assert stats["perturbed"] == stats["nonzero"] == sum(p.numel() for p in params)
+    assert stats["adam_sq"] == pytest.approx(float(adam_step.double().square().sum()), rel=1e-4)
+    assert stats["perturbation_sq"] == pytest.approx(float(perturbation.double().square().sum()), rel=1e-4)
+    assert opt.perturbation_stats() == {"perturbation_sq": 0.0, "adam_sq": 0.0, "nonzero": 0.0, "perturbed": 0.0}
+
+
+def test_leading_scope_on_coordinates_without_gradient_perturbs_nothing():
+    """``scope: leading`` touches the first n_qubits coordinates: an embedding row whose
+    token never occurs has zero gradient there, so Q is zero and λ changes nothing."""
+    params = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(4))]
+    params[0].grad = torch.zeros(5, 3)
+    params[0].grad[2:] = 1.0  # rows 0-1 (coordinates 0-5) get no gradient
+    params[1].grad = torch.ones(4)
+    opt = SuperpositionalAdamW(params, quantum_weight=0.5, n_qubits=4, scope="leading")
+    opt.measure_perturbation = True
+    opt.step()
+    stats = opt.perturbation_stats()
+    assert stats["perturbed"] == 4 and stats["nonzero"] == 0 and stats["perturbation_sq"] == 0.0
