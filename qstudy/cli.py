@@ -150,12 +150,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 0
     study = load_study_config(args.file, check_paths=args.check_paths)
     baselines = f" ({len(study.baselines)} baseline{'s' if len(study.baselines) != 1 else ''} first)" if study.baselines else ""
-    searched = ", ".join(study.space)
-    print(
-        f"{args.file}: ok — {study.num_samples} trials{baselines}, sampler {study.sampler.type}, "
-        f"scheduler {study.scheduler.type}, {study.objective.mode} {study.objective.metric}, searching {searched}"
-        + ("" if args.check_paths else " (paths not checked)")
-    )
+    if study.is_comparison:
+        what = (f"arms {', '.join(study.arms)} x seeds {', '.join(map(str, study.seeds))}, "
+                f"{study.objective.mode} {study.objective.metric}")
+    else:
+        what = (f"sampler {study.sampler.type}, scheduler {study.scheduler.type}, "
+                f"{study.objective.mode} {study.objective.metric}, searching {', '.join(study.space)}")
+    print(f"{args.file}: ok — {study.num_samples} trials{baselines}, {what}" + ("" if args.check_paths else " (paths not checked)"))
     return 0
 
 

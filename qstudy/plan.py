@@ -420,7 +420,7 @@ class PlanRow:
     """One distinct trial shape of a study and its estimate.
 
     Attributes:
-        where: where the shape comes from: ``trial``, ``baselines.I`` or
+        where: where the shape comes from: ``trial``, ``baselines.I``, ``arms.NAME`` or
             ``space (key=value, ...)`` naming the searched shape keys.
         trial: the trial config of that shape.
         estimate: its MemoryEstimate.
@@ -463,6 +463,9 @@ def _candidates(study) -> list[tuple[str, dict[str, Any]]]:
         rest = {key: values for key, values in searched.items() if key not in fixed}
         for combo in itertools.product(*rest.values()):
             found.append((f"baselines.{i}", {**fixed, **dict(zip(rest, combo))}))
+    # An arm of a comparison study (which searches nothing) is one fixed shape.
+    for name, overrides in study.arms.items():
+        found.append((f"arms.{name}", {key: value for key, value in overrides.items() if key in SHAPE_KEYS}))
     return found
 
 

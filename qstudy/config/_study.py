@@ -3,7 +3,9 @@
 A study searches dotted paths into the trial config (``optimizer.quantum_weight``,
 ``quantum.n_qubits``, ``seed``, ...) with Optuna distributions, runs its ``baselines``
 first (the AdamW control: ``{optimizer.quantum_weight: 0.0}``), and fixes everything else
-in ``trial:``. Every problem of a file is collected and raised as one ``ConfigError``:
+in ``trial:``. A comparison study instead names ``arms`` (sets of the same dotted
+overrides, one of them ``control``) and the ``seeds`` every arm runs with, and runs each
+arm once per seed. Every problem of a file is collected and raised as one ``ConfigError``:
 
     search_spaces/paper.yaml: space.optimizer.quantum_weight.high: must be >= low, got low=1.0, high=0.5
 
@@ -20,7 +22,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import (
@@ -37,6 +39,7 @@ from qstudy.config._loader import (
 from qstudy.config._trial import TrialConfig, path_problems
 
 __all__ = [
+    "CONTROL_ARM",
     "OBJECTIVE_METRICS",
     "SAMPLERS",
     "ObjectiveConfig",
@@ -50,6 +53,8 @@ __all__ = [
     "load_study_config",
 ]
 
+# The arm every comparison study must name: the others are compared with it, seed for seed.
+CONTROL_ARM = "control"
 SAMPLERS = ("tpe", "gp", "cmaes", "random", "grid", "qmc")
 # Metrics a trial reports that can be an objective, with their natural direction.
 OBJECTIVE_METRICS = {
@@ -275,7 +280,9 @@ class StudyConfig(_Strict):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig, description="what the search optimises")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig, description="how Optuna suggests trials")
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig, description="Tune trial scheduler")
-    num_samples: int = Field(ge=1, description="trials in all, baselines included")
+    num_samples: int = Field(
+        ge=1, description="trials in all, baselines included; with arms: len(arms) x len(seeds), derived when left out"
+    )
     max_concurrent: int = Field(
         1, ge=1, description="trials at once; more is faster, but the sampler learns from fewer finished trials"
     )
@@ -291,11 +298,42 @@ class StudyConfig(_Strict):
         description="trials run first, each mapping dotted paths to values (AdamW control: "
         "{optimizer.quantum_weight: 0.0}); searched keys it leaves out are sampled",
     )
-    trial: TrialConfig = Field(description="the fixed trial settings; searched and baseline keys override them")
+    arms: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="comparison study: arm name -> dotted trial overrides (as baselines), one arm named control; "
+        "every arm runs once per seed, so it is compared with the control seed for seed (no space, no baselines)",
+    )
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="comparison study: the trial seed (model init, batch order) each arm runs with; the same "
+        "seeds for every arm, so arm and control differ only by their overrides",
+    )
+    trial: TrialConfig = Field(description="the fixed trial settings; searched, baseline and arm keys override them")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where MLflow records the study")
     storage_path: str = Field(
         "qstudy_runs", description="Ray Tune / Train results and checkpoints (relative: to the launch directory)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_num_samples(cls, data: Any) -> Any:
+        return _with_derived_num_samples(data)
+
+    @property
+    def is_comparison(self) -> bool:
+        """True for a comparison study (``arms`` and ``seeds``), False for a search."""
+        return bool(self.arms)
+
+    def comparison_trials(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """Every ``(arm, seed, overrides)`` of a comparison study, in the order they run.
+
+        Seeds-major, control first within each seed: trials run in this order (as many at
+        once as ``max_concurrent``), so a study stopped part-way holds whole seeds, each
+        with its control, rather than arms without a control to pair them with; and arm
+        and control of a seed run close in time, on a machine in the same state.
+        """
+        names = [CONTROL_ARM, *(name for name in self.arms if name != CONTROL_ARM)]
+        return [(name, seed, {**self.arms[name], "seed": seed}) for seed in self.seeds for name in names]
 
     @property
     def experiment_name(self) -> str:
@@ -371,9 +409,14 @@ def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
     # An entry (or the space) with a problem of its own: the checks of the whole space are skipped.
     space_ok = not any(loc[:1] == ("space",) for loc in unchecked)
     problems: list[Item] = []
-    if not study.space and space_ok:
+    # Arms given (even bad ones): a comparison study, which searches nothing.
+    comparison = bool(study.arms) or touches(unchecked, "arms")
+    if not study.space and space_ok and not comparison:
         example = "optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}"
-        problems.append(("space", f"must name at least one searched setting, e.g. {example}"))
+        problems.append(("space", f"must name at least one searched setting, e.g. {example}, "
+                         "or compare named arms (arms: and seeds:)"))
+    trial_ok = not touches(unchecked, "trial")
+    problems += _comparison_problems(study, unchecked, trial_ok, trial_bad)
     if not touches(unchecked, "objective.metric", "trial.data.task", "trial.data.generate_examples"):
         problems += _objective_problems(study)
     scheduler = study.scheduler
@@ -381,15 +424,99 @@ def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
             and scheduler.type == "asha" and scheduler.grace_period > study.trial.train.max_steps):
         problems.append(("scheduler.grace_period", f"must be <= trial.train.max_steps = {study.trial.train.max_steps} "
                          f"(ASHA's time is the optimizer step), got {scheduler.grace_period}"))
-    trial_ok = not touches(unchecked, "trial")
     space_problems = _space_problems(study, grid, trial_ok, trial_bad, space_bad)
     problems += space_problems
     space_ok = space_ok and not space_problems
     for i, baseline in enumerate(study.baselines):
         if not touches(unchecked, f"baselines.{i}"):
             problems += _baseline_problems(study, i, baseline, grid and space_ok, trial_ok, trial_bad)
-    if not touches(unchecked, "num_samples", "baselines"):
+    if not touches(unchecked, "num_samples", "baselines") and not comparison:
         problems += _count_problems(study, grid and space_ok, not touches(unchecked, "max_concurrent"))
+    return problems
+
+
+def _comparison_problems(study: StudyConfig, unchecked: Unchecked, trial_ok: bool, trial_bad: Unchecked) -> list[Item]:
+    """The problems of ``arms`` and ``seeds``, and of the settings a comparison study cannot take."""
+    given = study.model_fields_set
+    if not study.arms and not touches(unchecked, "arms"):
+        if "arms" in given:
+            return [("arms", f"must name at least the {CONTROL_ARM} arm, e.g. {{{CONTROL_ARM}: {{}}, "
+                     "lam_0.5: {optimizer.quantum_weight: 0.5}}, got {}")]
+        if "seeds" in given and not touches(unchecked, "seeds"):
+            return [("seeds", f"only used with arms (a comparison study); a search study sets trial.seed or "
+                     f"searches seed, got {study.seeds!r}")]
+        return []
+    problems: list[Item] = []
+    if study.space:
+        problems.append(("space", "a comparison study (arms) runs fixed trials and searches nothing: "
+                         f"put the settings to compare into arms, got space {', '.join(study.space)}"))
+    if study.baselines:
+        problems.append(("baselines", f"a comparison study (arms) has its control among its arms ({CONTROL_ARM}): "
+                         f"put each baseline into arms, got {len(study.baselines)} baseline(s)"))
+    if "sampler" in given:
+        problems.append(("sampler", "a comparison study (arms) samples nothing: every arm runs once per seed, "
+                         "leave sampler out"))
+    if not touches(unchecked, "scheduler.type") and study.scheduler.type != "none":
+        problems.append(("scheduler.type", "a comparison study (arms) runs every trial to its last step: an early "
+                         "stop would leave an arm without the seeds its control has, use none, "
+                         f"got {study.scheduler.type!r}"))
+    if not touches(unchecked, "seeds"):
+        if "seeds" not in given:
+            problems.append(("seeds", "required with arms: the trial seeds every arm runs with, e.g. [0, 1, 2]"))
+        elif not study.seeds:
+            problems.append(("seeds", "a comparison study needs at least one seed, e.g. [0, 1, 2], got []"))
+        # Checked here, not by the field, so a negative seed does not hide a repeated one.
+        problems += [(f"seeds.{i}", f"must be >= 0, got {seed}") for i, seed in enumerate(study.seeds) if seed < 0]
+        repeated = sorted({seed for seed in study.seeds if study.seeds.count(seed) > 1})
+        if repeated:
+            problems.append(("seeds", "must be distinct (each arm runs once per seed), "
+                             f"got {study.seeds!r} ({', '.join(map(str, repeated))} repeated)"))
+    if touches(unchecked, "arms"):
+        return problems
+    if CONTROL_ARM not in study.arms:
+        problems.append(("arms", f"must include an arm named {CONTROL_ARM} (the one every other arm is compared "
+                         f"with, seed for seed; {CONTROL_ARM}: {{}} runs trial: as it is), got arms "
+                         f"{', '.join(study.arms)}"))
+    configs: dict[str, dict[str, Any]] = {}  # arm -> its trial config, for the arms whose overrides validated
+    for name, overrides in study.arms.items():
+        arm_problems = _arm_problems(study, name, overrides, trial_ok, trial_bad)
+        problems += arm_problems
+        if trial_ok and not arm_problems:
+            configs[name] = apply_overrides(study.trial, overrides).model_dump()
+    seen: dict[str, str] = {}
+    for name, config in configs.items():
+        twin = next((other for other, cfg in seen.items() if cfg == config), None)
+        if twin is not None:
+            problems.append((f"arms.{name}", f"runs the same trial config as arms.{twin}: it would measure nothing "
+                             f"the other does not, got {study.arms[name]!r}"))
+        else:
+            seen[name] = config
+    if not touches(unchecked, "num_samples", "seeds") and study.seeds:
+        n_arms, n_seeds = len(study.arms), len(study.seeds)
+        if study.num_samples != n_arms * n_seeds:
+            problems.append(("num_samples", f"a comparison study runs each of its {n_arms} arms once per seed: must "
+                             f"be {n_arms} x {n_seeds} = {n_arms * n_seeds} (or left out), got {study.num_samples}"))
+        elif not touches(unchecked, "max_concurrent") and study.max_concurrent > study.num_samples:
+            problems.append(("max_concurrent", f"must be <= num_samples ({study.num_samples}), got {study.max_concurrent}"))
+    return problems
+
+
+def _arm_problems(study: StudyConfig, name: str, overrides: dict[str, Any], trial_ok: bool, trial_bad: Unchecked) -> list[Item]:
+    where = f"arms.{name}"
+    if not overrides and name != CONTROL_ARM:
+        return [(where, f"no overrides: it would run the {CONTROL_ARM}'s trials again; set what this arm changes, "
+                 "e.g. optimizer.quantum_weight: 0.5, got {}")]
+    problems = []
+    for key, value in overrides.items():
+        if key == "seed":
+            problems.append((f"{where}.seed", "set by seeds: (every arm runs with each of them, so arms are paired "
+                             f"by seed), not per arm, got {value!r}"))
+            continue
+        problem = _resolve_problem(str(key))
+        if problem:
+            problems.append((f"{where}.{key}", problem))
+    if trial_ok and not problems:
+        problems += _refused_overrides(study.trial, where, overrides, trial_bad)
     return problems
 
 
@@ -461,11 +588,19 @@ def _baseline_problems(
             problems.append((where, "sampler.type grid runs a baseline only if it sets every searched key "
                              f"(Optuna's GridSampler), missing: {', '.join(missing)}"))
     if trial_ok and not any(key.startswith(f"{where}.") and "unknown trial setting" in m for key, m in problems):
-        for loc, message in _override_problems(study.trial, baseline, trial_bad):
-            if loc in baseline:
-                problems.append((f"{where}.{loc}", message))
-            else:  # another setting (or the whole trial) refuses the baseline's values
-                problems.append((where, f"{loc}: {message}" if loc else message))
+        problems += _refused_overrides(study.trial, where, baseline, trial_bad)
+    return problems
+
+
+def _refused_overrides(trial: TrialConfig, where: str, overrides: dict[str, Any], trial_bad: Unchecked) -> list[Item]:
+    """What the trial says of ``overrides`` (a baseline, an arm at ``where``), each problem
+    under ``where.KEY`` when it is about one of them, else under ``where``."""
+    problems = []
+    for loc, message in _override_problems(trial, overrides, trial_bad):
+        if loc in overrides:
+            problems.append((f"{where}.{loc}", message))
+        else:  # another setting (or the whole trial) refuses the values put in
+            problems.append((where, f"{loc}: {message}" if loc else message))
     return problems
 
 
@@ -595,6 +730,17 @@ def apply_overrides(trial: TrialConfig, values: dict[str, Any]) -> TrialConfig:
 # ------------------------------------------------------------------------------ loading
 
 
+def _with_derived_num_samples(data: Any) -> Any:
+    """``data`` with a comparison study's ``num_samples`` (``len(arms) x len(seeds)``) put in
+    where the file leaves it out; anything else unchanged."""
+    if not isinstance(data, dict) or "num_samples" in data or not data.get("arms"):
+        return data
+    arms, seeds = data["arms"], data.get("seeds")
+    sized = isinstance(arms, dict) and isinstance(seeds, list)
+    # With arms or seeds unusable (their own problem is reported), 1 stands in.
+    return {**data, "num_samples": max(1, len(arms) * len(seeds)) if sized else 1}
+
+
 def is_study_file(data: dict[str, Any]) -> bool:
     """True if a YAML mapping is a study (it has a study-only key such as ``trial:`` or
     ``space:``), False if it is a trial config (``qstudy train FILE``)."""
@@ -636,6 +782,9 @@ def load_study_config(path: str | Path, check_paths: bool = True) -> StudyConfig
     """
     data = load_yaml(path)
     data.setdefault("name", Path(path).stem)
+    # Derived here too, not only in the model: when arms fail their own validation and are
+    # left out, the rest of the file still has its num_samples and gets its cross checks.
+    data = _with_derived_num_samples(data)
     study, trial, lines = _validate(data, path)
     if check_paths and trial is not None:
         lines += path_problems(trial, path, prefix="trial.")

@@ -368,3 +368,13 @@ def test_zero3_sub_groups_and_step_memory_as_measured_on_cpu():
     # What the step added follows the largest sub-group (12-13 bytes per element on CPU).
     measured_ratio = ZERO3_CPU_STEP[5 * 10**7][1] / ZERO3_CPU_STEP[10**12][1]
     assert planned[5 * 10**7] / planned[10**12] == pytest.approx(measured_ratio, rel=0.1)
+
+
+def test_each_arm_of_a_comparison_is_a_planned_shape():
+    study = StudyConfig.model_validate({
+        "name": "cmp", "arms": {"control": {}, "zero3": {"deepspeed.preset": "zero3"}, "lam": {"optimizer.quantum_weight": 0.1}},
+        "seeds": [0, 1], "trial": _trial("llama-3.1-8b", "zero2", 8).model_dump(),
+    })
+    rows = plan_study(study, gpus_per_node=8, gpu_memory_gib=80, nodes=1)
+    # control and lam have the fixed trial's shape: one row for both.
+    assert [(row.where, row.trial.deepspeed.preset) for row in rows] == [("trial", "zero2"), ("arms.zero3", "zero3")]

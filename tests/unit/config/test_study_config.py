@@ -106,7 +106,7 @@ def test_unknown_keys(tmp_path):
     path = _write(tmp_path, MINIMAL + "samplers: {type: tpe}\nscheduler: {type: asha, grace: 2}\n")
     assert sorted(_problems(path)) == [
         f"{path}: samplers: unknown key; allowed keys here: name, objective, sampler, scheduler, num_samples, "
-        "max_concurrent, trial_timeout_s, trial_retries, space, baselines, trial, tracking, storage_path",
+        "max_concurrent, trial_timeout_s, trial_retries, space, baselines, arms, seeds, trial, tracking, storage_path",
         f"{path}: scheduler.grace: unknown key; allowed keys here: type, grace_period, reduction_factor, max_t",
     ]
 
@@ -255,7 +255,7 @@ def test_space_must_not_be_empty(tmp_path):
     path = _write(tmp_path, "num_samples: 2\ntrial: {}\n")
     assert _problems(path) == [
         f"{path}: space: must name at least one searched setting, e.g. optimizer.quantum_weight: "
-        "{type: float, low: 0.0, high: 1.0}"
+        "{type: float, low: 0.0, high: 1.0}, or compare named arms (arms: and seeds:)"
     ]
 
 
