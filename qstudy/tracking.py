@@ -9,8 +9,9 @@ head node instead. The layout in MLflow::
       run <study>             tags qstudy.role=study, qstudy.study=<study>
                               params: the study file flattened; artifacts study.yaml, space.json,
                               summary.txt; at the end best_<metric> metrics, qstudy.best.* tags
-        run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status
+        run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status (qstudy.arm)
                               params: searched values (short names) + trial config (dotted names)
+                              (+ arm: the arm of a comparison study's trial)
                               metrics per step; artifact trial_config.json
 
 Re-running a study reuses its parent run and the child run of every trial id it has seen
@@ -74,6 +75,8 @@ _TAG_ROLE = "qstudy.role"
 _TAG_TRIAL = "qstudy.trial_id"
 _TAG_STATUS = "qstudy.status"
 _TAG_ERROR = "qstudy.error"
+_TAG_ARM = "qstudy.arm"
+_PARAM_ARM = "arm"
 _TAG_PARENT = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 
 
@@ -218,7 +221,9 @@ class StudyTracker:
 
     # -- trials ------------------------------------------------------------------------
 
-    def start_trial(self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    def start_trial(
+        self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any], arm: str | None = None
+    ) -> str:
         """Start the nested run ``{study}/{trial_id}``, or reuse the trial's run (RUNNING again).
 
         Args:
@@ -228,6 +233,8 @@ class StudyTracker:
                 among the searched keys and names no other config entry, else dotted.
             config: the full trial config (nested); logged flattened with dotted keys and
                 saved as artifact ``trial_config.json``.
+            arm: the trial's arm in a comparison study: logged as param ``arm`` (to
+                compare and group runs by in the UI) and tag ``qstudy.arm`` (to search by).
 
         Returns:
             The trial's run id.
@@ -239,11 +246,15 @@ class StudyTracker:
         parent_id = self._require_parent()
         flat_config = _flatten(config)
         wanted = {**_searched_names(params, flat_config), **flat_config}
+        arm_tags = {} if arm is None else {_TAG_ARM: str(arm)}
+        if arm is not None:
+            wanted[_PARAM_ARM] = str(arm)
         run_id = self._trials.get(trial_id)
         if run_id is None:
             run = self.client.create_run(
                 self.experiment_id,
-                tags={_TAG_PARENT: parent_id, _TAG_STUDY: self.study, _TAG_TRIAL: trial_id, _TAG_STATUS: "running"},
+                tags={_TAG_PARENT: parent_id, _TAG_STUDY: self.study, _TAG_TRIAL: trial_id, _TAG_STATUS: "running",
+                      **arm_tags},
                 run_name=f"{self.study}/{trial_id}",
             )
             run_id = self._trials[trial_id] = run.info.run_id
@@ -263,7 +274,7 @@ class StudyTracker:
             if _TAG_ERROR in run.data.tags:  # the error of an earlier attempt
                 self.client.delete_tag(run_id, _TAG_ERROR)
             self._last_steps[trial_id] = self._logged_steps(run)
-        self._log_batch(run_id, params=new, tags={_TAG_STATUS: "running"})
+        self._log_batch(run_id, params=new, tags={_TAG_STATUS: "running", **arm_tags})
         self._log_artifact(run_id, "trial_config.json", json.dumps(config, indent=2, sort_keys=True, default=str))
         return run_id
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from qstudy.study._searcher import OVERRIDES_KEY, TRIAL_ID_KEY, status_of
+from qstudy.study._searcher import ARM_KEY, QSTUDY_KEYS, TRIAL_ID_KEY, status_of
 
 __all__ = ["TrackingCallback", "ProgressCallback", "short_names"]
 
@@ -27,7 +27,7 @@ def _trial_id(trial) -> str:
 
 
 def _values(trial) -> dict[str, Any]:
-    return {k: v for k, v in trial.config.items() if k not in ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY)}
+    return {k: v for k, v in trial.config.items() if k not in QSTUDY_KEYS}
 
 
 class TrackingCallback(Callback):
@@ -46,7 +46,7 @@ class TrackingCallback(Callback):
         self._tags: dict[str, dict[str, str]] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.start(_trial_id(trial), _values(trial))
+        self.start(_trial_id(trial), _values(trial), arm=trial.config.get(ARM_KEY))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.result(_trial_id(trial), result)
@@ -57,10 +57,12 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.end(_trial_id(trial), "failed", error=_error_text(getattr(trial, "error_file", None)))
 
-    def start(self, trial_id: str, values: dict[str, Any], config: dict[str, Any] | None = None) -> None:
-        """Opens the trial's run with its searched ``values`` and full ``config`` (default:
-        the study's trial config with ``values`` applied)."""
-        self.tracker.start_trial(trial_id, values, config if config is not None else self._trial_config_of(values))
+    def start(self, trial_id: str, values: dict[str, Any], config: dict[str, Any] | None = None,
+              arm: str | None = None) -> None:
+        """Opens the trial's run with its searched ``values``, full ``config`` (default:
+        the study's trial config with ``values`` applied) and comparison ``arm``, if any."""
+        config = config if config is not None else self._trial_config_of(values)
+        self.tracker.start_trial(trial_id, values, config, arm=arm)
 
     def result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Logs one Tune result of the trial: its numbers at ``step``, its string tags."""
@@ -137,6 +139,7 @@ def _row(trial, metric: str, columns: list[str]) -> dict[str, Any]:
         "trial": _trial_id(trial),
         "status": status,
         **{k: trial.config.get(k) for k in columns},
+        **({"arm": trial.config[ARM_KEY]} if ARM_KEY in trial.config else {}),
         "step": result.get("step"),
         metric: result.get(metric),
         "elapsed_s": result.get("time_total_s"),

@@ -92,6 +92,7 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
         mode=study.objective.mode,
         num_samples=study.num_samples,
         baselines=[dict(b) for b in study.baselines],
+        comparison=study.comparison_trials(),
     )
     tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name)
     # Finished trials the MLflow store has no run of (it was deleted or replaced while
@@ -111,6 +112,7 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
             "sampler_seed": study.sampler.seed,
             "scheduler": study.scheduler.type,
             "searched": ", ".join(study.space),
+            **({"arms": ", ".join(study.arms), "seeds": ", ".join(map(str, study.seeds))} if study.is_comparison else {}),
         },
         artifacts={
             "study.yaml": Path(source).read_text() if Path(source).is_file() else json.dumps(study.model_dump(mode="json")),
@@ -183,16 +185,17 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
 
 
 def _columns(study) -> list[str]:
-    """The searched keys, then keys only baselines set (e.g. optimizer.response)."""
-    columns = list(study.space)
-    for baseline in study.baselines:
-        columns += [k for k in baseline if k not in columns]
+    """The searched keys, then keys only baselines set (e.g. optimizer.response); for a
+    comparison study the arm, the seed, then the keys the arms set."""
+    columns = ["arm", "seed"] if study.is_comparison else list(study.space)
+    for overrides in [*study.baselines, *study.arms.values()]:
+        columns += [k for k in overrides if k not in columns]
     return columns
 
 
 def _summary(study, searcher, tracker, paths, source: str, columns, results) -> dict[str, Any]:
     from qstudy.study._callbacks import format_table
-    from qstudy.study._searcher import trial_name
+    from qstudy.study._searcher import ARM_ATTR, trial_name
     from qstudy.tracking import is_server_uri, ui_command
 
     metric = study.objective.metric
@@ -208,6 +211,7 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results) -> 
                 "status": t.user_attrs.get("qstudy.status", t.state.name.lower()),
                 **{k: v for k, v in t.params.items()},
                 **json.loads(t.user_attrs.get("qstudy.overrides", "{}")),
+                **({"arm": t.user_attrs[ARM_ATTR]} if ARM_ATTR in t.user_attrs else {}),
                 "step": latest.get("step"),
                 metric: t.value if t.value is not None else latest.get(metric),
                 "elapsed_s": latest.get("time_total_s"),
@@ -215,7 +219,9 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results) -> 
         )
     complete = [r for r in rows if r["status"] == "completed" and r[metric] is not None]
     best = None
-    if complete:
+    # A comparison study names no best trial: the best of arms x seeds is mostly the luckiest
+    # seed; its arms are compared with the control over the seeds.
+    if complete and not study.is_comparison:
         pick = min if study.objective.mode == "min" else max
         b = pick(complete, key=lambda r: r[metric])
         best = {"trial_id": b["trial"], "metric": metric, "value": b[metric], "params": {k: b.get(k) for k in study.space}}
@@ -229,10 +235,17 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results) -> 
         f"study {study.name}: {len([r for r in rows if r['status'] != 'running'])}/{study.num_samples} trials",
         format_table(rows, metric, columns),
         "",
-        f"best: {best['trial_id']} {metric}={best['value']:.4g} {best['params']}" if best else "best: none completed",
+        _best_line(study, best, metric),
         f"MLflow store: {uri}",
         f"Optuna storage: {paths['optuna_url']}",
         f"Ray output: {paths['output']}",
         f"MLflow UI: {ui}",
     ]
     return {"trials": rows, "best": best, "text": "\n".join(lines), "tracking_uri": uri, "output": paths["output"]}
+
+
+def _best_line(study, best, metric: str) -> str:
+    if study.is_comparison:
+        return (f"arms: {', '.join(study.arms)} x seeds {', '.join(map(str, study.seeds))}; compare each arm with "
+                "control seed for seed (no single trial is called best)")
+    return f"best: {best['trial_id']} {metric}={best['value']:.4g} {best['params']}" if best else "best: none completed"

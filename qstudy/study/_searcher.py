@@ -8,6 +8,9 @@ its own storage (SQLite beside the study's output, readable with Optuna's tools)
   the output folders, and across a resumed driver;
 - enqueues the study's baselines first (their searched values fixed, other settings as
   overrides), so every study carries its control;
+- for a comparison study, enqueues each (arm, seed) as a fixed trial in the study's order
+  (``StudyConfig.comparison_trials``), its overrides and arm name in user attrs
+  ``qstudy.overrides`` and ``qstudy.arm`` (its seed is among the overrides);
 - tells Optuna a trial's fate honestly: COMPLETE with the objective, PRUNED when the
   scheduler stopped it, FAIL when it diverged or failed (user attr ``qstudy.status``);
 - on resume, re-runs trials a killed driver left RUNNING (same number, same params) and
@@ -22,10 +25,14 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-__all__ = ["StudySearcher", "trial_name", "TRIAL_ID_KEY", "OVERRIDES_KEY"]
+__all__ = ["StudySearcher", "trial_name", "ARM_ATTR", "ARM_KEY", "TRIAL_ID_KEY", "OVERRIDES_KEY", "QSTUDY_KEYS"]
 
 TRIAL_ID_KEY = "qstudy_trial_id"
 OVERRIDES_KEY = "qstudy_overrides"
+ARM_KEY = "qstudy_arm"  # in a Tune trial's config: the arm of a comparison study's trial
+# Keys of a Tune trial's config that are not trial settings.
+QSTUDY_KEYS = ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY, ARM_KEY)
+ARM_ATTR = "qstudy.arm"
 _STATUS_ATTR = "qstudy.status"
 _BASELINE_ATTR = "qstudy.baseline"
 _OVERRIDES_ATTR = "qstudy.overrides"
@@ -48,13 +55,27 @@ class StudySearcher(Searcher):
         mode: str,
         num_samples: int,
         baselines: list[dict[str, Any]],
+        comparison: list[tuple[str, int, dict[str, Any]]] = (),
     ):
+        """
+        Args:
+            study_name, storage_url: the Optuna study and its RDB storage (created if new).
+            space: searched dotted keys -> ``optuna.distributions`` (empty for a comparison).
+            sampler: the Optuna sampler.
+            metric, mode: the objective.
+            num_samples: trials in all.
+            baselines: overrides of the trials run first (a search study's controls).
+            comparison: a comparison study's ``(arm, seed, overrides)``, in the order they
+                run (``StudyConfig.comparison_trials``); each is one fixed trial.
+        """
         import optuna
 
         super().__init__(metric=metric, mode=mode)
         self._space = space
         self._num_samples = num_samples
-        self._baselines = baselines
+        # The trials enqueued before any is sampled, in order: (their values, user attrs).
+        self._fixed = [(dict(b), {_BASELINE_ATTR: i}) for i, b in enumerate(baselines)]
+        self._fixed += [(dict(overrides), {ARM_ATTR: arm}) for arm, _, overrides in comparison]
         storage = optuna.storages.RDBStorage(storage_url, engine_kwargs={"connect_args": {"timeout": 30}})
         self.study = optuna.create_study(
             study_name=study_name,
@@ -91,12 +112,14 @@ class StudySearcher(Searcher):
 
     def finished_trials(self) -> dict[str, dict[str, Any]]:
         """Trial id -> what Optuna holds of every finished trial: ``values`` (searched
-        values and overrides, as the trial ran with them), ``status``, ``value`` (the
-        objective, None unless completed) and ``intermediate`` (step -> objective)."""
+        values and overrides, as the trial ran with them), ``arm`` (a comparison study's
+        arm, else None), ``status``, ``value`` (the objective, None unless completed) and
+        ``intermediate`` (step -> objective)."""
         statuses = self.finished_statuses()
         return {
             tid: {
                 "values": _values_of(t.params, t.user_attrs),
+                "arm": t.user_attrs.get(ARM_ATTR),
                 "status": statuses[tid],
                 "value": t.value,
                 "intermediate": dict(t.intermediate_values),
@@ -122,15 +145,14 @@ class StudySearcher(Searcher):
             started = len(self.study.get_trials(deepcopy=False))
             if started >= self._num_samples:
                 return Searcher.FINISHED
-            baseline_index = started if started < len(self._baselines) else None
-            if baseline_index is not None:
-                baseline = self._baselines[baseline_index]
-                fixed = {k: v for k, v in baseline.items() if k in self._space}
-                overrides = {k: v for k, v in baseline.items() if k not in self._space}
+            # The n-th trial started is the n-th fixed one while there are any: a resumed
+            # driver counts the trials its storage holds and enqueues none of them again.
+            if started < len(self._fixed):
+                values, attrs = self._fixed[started]
+                fixed = {k: v for k, v in values.items() if k in self._space}
+                overrides = {k: v for k, v in values.items() if k not in self._space}
                 self.study.enqueue_trial(
-                    fixed,
-                    user_attrs={_BASELINE_ATTR: baseline_index, _OVERRIDES_ATTR: json.dumps(overrides)},
-                    skip_if_exists=False,
+                    fixed, user_attrs={**attrs, _OVERRIDES_ATTR: json.dumps(overrides)}, skip_if_exists=False
                 )
             trial = self.study.ask(fixed_distributions=self._space)
             number, params, attrs = trial.number, dict(trial.params), trial.user_attrs
@@ -138,6 +160,8 @@ class StudySearcher(Searcher):
         config = _values_of(params, attrs)
         config[TRIAL_ID_KEY] = trial_name(number)
         config[OVERRIDES_KEY] = sorted(config)  # which keys are set per trial (for the tracker)
+        if ARM_ATTR in attrs:
+            config[ARM_KEY] = attrs[ARM_ATTR]
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

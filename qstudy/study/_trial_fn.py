@@ -21,11 +21,11 @@ def run_study_trial(config: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from qstudy.config import TrialConfig, apply_overrides
-    from qstudy.study._searcher import OVERRIDES_KEY, TRIAL_ID_KEY
+    from qstudy.study._searcher import QSTUDY_KEYS, TRIAL_ID_KEY
     from qstudy.train import build_trainer
 
     study = config["qstudy"]
-    values = {k: v for k, v in config.items() if k not in ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY)}
+    values = {k: v for k, v in config.items() if k not in QSTUDY_KEYS}
     trial = apply_overrides(TrialConfig.model_validate(study["trial"]), values)
     name = f"{study['name']}/{config[TRIAL_ID_KEY]}"
     # A stable name and storage path: a retried or resumed trial finds its checkpoints.

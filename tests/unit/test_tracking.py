@@ -361,3 +361,32 @@ def test_logged_trial_ids_reads_without_writing(new_tracker):
     tracker.end_trial("t0", "completed")
     assert new_tracker().logged_trial_ids() == {"t0"}  # a fresh driver, before its start_study
     assert new_tracker("other").logged_trial_ids() == set()
+
+
+def test_a_comparison_trial_carries_its_arm_as_param_and_tag(new_tracker):
+    """The driver's TrackingCallback hands the arm the searcher put in the Tune config to
+    the tracker: param ``arm`` (compare and group by it in the UI), tag ``qstudy.arm``."""
+    from types import SimpleNamespace
+
+    from qstudy.study._callbacks import TrackingCallback
+    from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, TRIAL_ID_KEY
+
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    seen = []
+    callback = TrackingCallback(tracker, lambda values: (seen.append(values), {**CONFIG, **values})[1])
+    config = {TRIAL_ID_KEY: "trial_0001", OVERRIDES_KEY: ["seed"], ARM_KEY: "sgd", "seed": 1, "qstudy": {}}
+    callback.on_trial_start(0, [], SimpleNamespace(config=config, trial_id="x"))
+    assert seen == [{"seed": 1}]  # the arm is not a trial setting
+    run = tracker.client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
+    assert run.data.params["arm"] == "sgd" and run.data.tags["qstudy.arm"] == "sgd"
+    assert run.data.params["seed"] == "1"
+    # A resumed driver starts the trial again with the same arm: the same run, no conflict.
+    tracker.end_trial("trial_0001", "failed")
+    again = new_tracker()
+    again.start_study({}, {})
+    assert again.start_trial("trial_0001", {"seed": 1}, {**CONFIG, "seed": 1}, arm="sgd") == run.info.run_id
+    # A search trial has no arm.
+    tracker.start_trial("trial_0002", SEARCHED, CONFIG)
+    plain = tracker.client.get_run(tracker.trial_runs()["trial_0002"]["run_id"])
+    assert "arm" not in plain.data.params and "qstudy.arm" not in plain.data.tags

@@ -128,3 +128,17 @@ def test_runs_the_optuna_study_does_not_know_are_refused(tmp_path):
         "To keep the study, restore its Optuna storage; to start it afresh, give the study a new name or point "
         "tracking.uri at another store"
     )
+
+
+def test_a_relogged_comparison_trial_keeps_its_arm(tmp_path):
+    from qstudy.study._callbacks import TrackingCallback
+    from qstudy.tracking import StudyTracker
+
+    _write_trial(tmp_path, "tune-20261201-100000", "trial_0001", ROWS)
+    finished = {"trial_0001": {**_finished(), "values": {"optimizer.lr": 0.5, "seed": 1}, "arm": "sgd"}}
+    records = trial_records("s", finished, ["trial_0001"], "eval_loss", _paths(tmp_path))
+    tracker = StudyTracker(f"sqlite:///{tmp_path / 'mlruns.db'}", "s", "s")
+    tracker.start_study({"study": "s"}, {})
+    relog_trials(TrackingCallback(tracker, lambda values: {"optimizer": {"lr": 0.5}, "seed": 1}), records)
+    run = tracker.client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
+    assert run.data.params["arm"] == "sgd" and run.data.tags["qstudy.arm"] == "sgd"
