@@ -43,6 +43,18 @@ def write_study(tmp_path, name, **over):
     return path
 
 
+def write_comparison(tmp_path, name, arms, seeds, **over):
+    """A comparison study: the study of ``write_study`` with ``arms`` and ``seeds`` in place
+    of its space, baselines and sampler (``num_samples`` derived)."""
+    path = write_study(tmp_path, name, **over)
+    study = yaml.safe_load(path.read_text())
+    for key in ("space", "baselines", "sampler", "num_samples"):
+        study.pop(key)
+    study.update(arms=arms, seeds=seeds)
+    path.write_text(f"# qstudy sweep {name}.yaml\n" + yaml.safe_dump(study))
+    return path
+
+
 def sweep(path, cwd, address=None, env=None, **kwargs):
     """`qstudy sweep path` (``--address`` when given) as a subprocess in ``cwd``."""
     env = {**(env or os.environ), "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
