@@ -17,14 +17,25 @@ from qstudy.config import TrialConfig, apply_overrides
 pytestmark = pytest.mark.integration
 
 
+def _cpu_dtype() -> str:
+    """bf16 where the CPU multiplies bf16 natively, else fp32.
+
+    Measured without Ray, a rank peaked at 6.3 GiB in bf16 and at 8.3 GiB already in fp32's
+    first backward (DeepSpeed's defaults size the gradient bucket at 5e8 elements and keep
+    up to 1e9 parameters gathered: all of this model), so bf16 is kinder to a 24 GiB
+    machine. But on a CPU without AVX-512, torch multiplies bf16 with its reference GEMM:
+    on a 2-core AVX2 machine (2026-12-01) a [192, 8192] x [8192, 2048] bf16 matmul took
+    26.5 s against 0.14 s in fp32, and this test's 3 steps ran past 40 minutes. There fp32.
+    """
+    import torch
+
+    return "bfloat16" if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else "float32"
+
+
 def _trial(**overrides) -> TrialConfig:
     base = {
         "seed": 0,
-        # bf16, not the CPU default fp32: measured without Ray, a rank peaked at 6.3 GiB in bf16
-        # and at 8.3 GiB already in fp32's first backward (DeepSpeed's defaults size the
-        # gradient bucket at 5e8 elements and keep up to 1e9 parameters gathered: all of this
-        # model), too close to 24 GiB for two ranks on a shared machine. bf16 was not slower here.
-        "model": {"preset": "llama-3.2-1b", "num_hidden_layers": 2, "dtype": "bfloat16"},
+        "model": {"preset": "llama-3.2-1b", "num_hidden_layers": 2, "dtype": _cpu_dtype()},
         "quantum": {"enabled": True, "n_qubits": 4, "circuit_depth": 2},
         "optimizer": {"lr": 1e-4, "quantum_weight": 0.5},
         "data": {
