@@ -1,5 +1,6 @@
 """Typed, validated configs: trial settings and studies (``search_spaces/*.yaml``)."""
 
+from qstudy.config._claims import CLAIM_MEASURES, ClaimConfig, PaperGap
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import format_validation_error, load_yaml, validate
 from qstudy.config._study import (
@@ -30,6 +31,9 @@ from qstudy.config._trial import (
 )
 
 __all__ = [
+    "CLAIM_MEASURES",
+    "ClaimConfig",
+    "PaperGap",
     "ConfigError",
     "DataConfig",
     "DeepSpeedConfig",

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from qstudy.config._claims import ClaimConfig, PaperGap, claim_problems
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import (
     ConfigModel,
@@ -308,6 +309,15 @@ class StudyConfig(_Strict):
         description="comparison study: the trial seed (model init, batch order) each arm runs with; the same "
         "seeds for every arm, so arm and control differ only by their overrides",
     )
+    claims: list[ClaimConfig] = Field(
+        default_factory=list,
+        description="comparison study: the paper's claims, each checked by `qstudy report` (measured value, 95% "
+        "interval, verdict)",
+    )
+    paper_gaps: list[PaperGap] = Field(
+        default_factory=list,
+        description="where the paper leaves the set-up undefined and what this study chose: quoted by the report",
+    )
     trial: TrialConfig = Field(description="the fixed trial settings; searched, baseline and arm keys override them")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="where MLflow records the study")
     storage_path: str = Field(
@@ -417,6 +427,8 @@ def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
                          "or compare named arms (arms: and seeds:)"))
     trial_ok = not touches(unchecked, "trial")
     problems += _comparison_problems(study, unchecked, trial_ok, trial_bad)
+    train_examples = None if touches(unchecked, "trial.data.train_examples") else study.trial.data.train_examples
+    problems += claim_problems(study.claims, study.arms, OBJECTIVE_METRICS, train_examples, unchecked)
     if not touches(unchecked, "objective.metric", "trial.data.task", "trial.data.generate_examples"):
         problems += _objective_problems(study)
     scheduler = study.scheduler

@@ -32,6 +32,13 @@ def _is_adamw(trial) -> bool:
     return trial.optimizer.quantum_weight == 0.0 or trial.optimizer.response == "none"
 
 
+def _control_trials(study: StudyConfig) -> list:
+    """The trial configs a study runs as fixed trials: its baselines or its arms."""
+    if study.is_comparison:
+        return [apply_overrides(study.trial, overrides) for overrides in study.arms.values()]
+    return [apply_overrides(study.trial, baseline) for baseline in study.baselines]
+
+
 def test_the_shipped_files_are_there():
     names = {path.name for path in FILES}
     assert {
@@ -61,25 +68,29 @@ def test_file_loads_and_starts_with_its_command(path):
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
-def test_study_carries_an_adamw_control(path):
-    """A baseline, or (grid sampler) a grid point, runs the trial as AdamW."""
+def test_study_carries_a_true_control(path):
+    """AdamW with SDPA attention (no quantum attention, λ = 0) as a fixed trial, and where
+    the study's trials use the quantum attention, AdamW with it too: so the optimizer's
+    and the attention's effects can be told apart."""
     study = load_study_config(path, check_paths=False)
-    controls = [b for b in study.baselines if _is_adamw(apply_overrides(study.trial, b))]
-    if study.sampler.type == "grid":
-        controls += [
-            (key, value)
-            for key, spec in study.space.items()
-            for value in spec.grid_values()
-            if _is_adamw(apply_overrides(study.trial, {key: value}))
-        ]
-    assert controls, f"{path.name} has no AdamW control trial"
+    fixed = _control_trials(study)
+    assert any(_is_adamw(t) and not t.quantum.enabled for t in fixed), f"{path.name}: no AdamW + SDPA control"
+    if study.trial.quantum.enabled:
+        assert any(_is_adamw(t) and t.quantum.enabled for t in fixed), f"{path.name}: no AdamW + quantum attention arm"
+    if study.is_comparison:
+        control = apply_overrides(study.trial, study.arms["control"])
+        assert _is_adamw(control) and not control.quantum.enabled, f"{path.name}: arms.control is not AdamW + SDPA"
 
 
 def test_smoke_study_fits_a_laptop():
     study = load_study_config(SEARCH_SPACES / "smoke.yaml")
     trial = study.trial
     assert study.num_samples == 4 and study.max_concurrent == 2
-    assert study.baselines == [{"optimizer.quantum_weight": 0.0}]
+    assert study.baselines == [
+        {"quantum.enabled": False, "optimizer.quantum_weight": 0.0},
+        {"optimizer.quantum_weight": 0.0},
+    ]
+    assert trial.optimizer.scope == "all"  # scope leading perturbs coordinates with no gradient here
     assert set(study.space) == {"optimizer.quantum_weight", "quantum.n_qubits", "quantum.circuit_depth"}
     assert (study.space["quantum.n_qubits"].low, study.space["quantum.n_qubits"].high) == (2, 4)
     assert (study.space["quantum.circuit_depth"].low, study.space["quantum.circuit_depth"].high) == (1, 2)
@@ -102,16 +113,29 @@ def test_paper_gsm8k_is_one_epoch_on_gpus():
 
 
 @pytest.mark.parametrize(
-    "name, grid",
+    "name, arms, seeds",
     [
-        ("paper_text_classification.yaml", {"optimizer.quantum_weight": [0.0, 0.1, 0.3, 0.5, 0.7], "seed": [0, 1, 2, 3, 4]}),
-        ("ablation_response.yaml", {"optimizer.response": ["sin", "circuit", "gaussian", "none"], "seed": [0, 1, 2]}),
+        ("paper_text_classification.yaml",
+         ["control", "attention", "lambda_0.1", "lambda_0.3", "lambda_0.5", "lambda_0.7", "lambda_0.5_all",
+          "gaussian_0.5_all"], [0, 1, 2, 3, 4]),
+        ("ablation_response.yaml", ["control", "attention", "sin", "circuit", "gaussian"], [0, 1, 2]),
     ],
 )
-def test_grid_studies_run_every_point_once(name, grid):
+def test_experiment_1_studies_compare_arms_over_seeds(name, arms, seeds):
     study = load_study_config(SEARCH_SPACES / name)
-    assert study.sampler.type == "grid"
-    assert {key: spec.grid_values() for key, spec in study.space.items()} == grid
-    assert study.num_samples == study.grid_size() + len(study.baselines) == math.prod(len(v) for v in grid.values())
+    assert study.is_comparison and list(study.arms) == arms and study.seeds == seeds
+    assert study.num_samples == len(arms) * len(seeds)
     assert study.trial.data.task == "classification"
     assert (study.objective.metric, study.objective.mode) == ("eval_accuracy", "max")
+    # The paper's Table II optimizer: Adam, lr 1e-3, no weight decay.
+    optimizer = study.trial.optimizer
+    assert (optimizer.lr, optimizer.betas, optimizer.eps, optimizer.weight_decay) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
+    assert study.trial.train.global_batch_size == 32
+
+
+def test_experiment_1_carries_the_papers_claims():
+    study = load_study_config(SEARCH_SPACES / "paper_text_classification.yaml")
+    measures = {claim.measure for claim in study.claims}
+    assert measures == {"epochs_to_target", "final", "time_per_step", "time_to_target", "best_arm"}
+    assert all(claim.arm == "lambda_0.5" for claim in study.claims)
+    assert {gap.topic for gap in study.paper_gaps} >= {"the synthetic task", "the quantum attention's score"}
