@@ -47,6 +47,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(func=_cmd_sweep)
 
+    report = sub.add_parser(
+        "report", help="write a finished study's report (report.md, report.json, figures) from MLflow and Optuna"
+    )
+    report.add_argument("file", help="study YAML in search_spaces/ (run from the directory it was swept in)")
+    report.add_argument("--timing-rounds", type=int, default=10,
+                        help="rounds of the paired per-step timing of the arms (default 10; 0: no timing)")
+    report.add_argument("--timing-steps", type=int, default=4, help="steps per arm per timing round (default 4)")
+    report.add_argument("--retime", action="store_true", help="time the arms again though the study holds a timing")
+    report.set_defaults(func=_cmd_report)
+
     plan = sub.add_parser("plan", help="predict each trial shape's per-GPU memory and whether it fits")
     plan.add_argument("file", help="study (search_spaces/*.yaml) or trial config YAML")
     plan.add_argument("--gpus-per-node", type=int, default=8, help="GPUs of one node (default 8)")
@@ -102,6 +112,17 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     summary = run_study(study, source=args.file, address=args.address)
     failed = [t for t in summary["trials"] if t["status"] == "failed"]
     return 1 if failed and len(failed) == len(summary["trials"]) else 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from qstudy.config import load_study_config
+
+    study = load_study_config(args.file, check_paths=False)  # the report reads stores, not data files
+    from qstudy.report import write_report
+
+    write_report(study, source=args.file, timing_rounds=args.timing_rounds, timing_steps=args.timing_steps,
+                 retime=args.retime)
+    return 0
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:

@@ -359,9 +359,53 @@ class StudyTracker:
                     "run_status": run.info.status,
                     "params": dict(run.data.params),
                     "metrics": dict(run.data.metrics),
+                    "tags": dict(run.data.tags),
                 },
             )
         return runs
+
+    # -- reading a study back (the report) ---------------------------------------------
+
+    def open_study(self) -> str:
+        """Attach to the study's parent run and its trial runs without writing anything.
+
+        Returns:
+            The parent run id.
+
+        Raises:
+            TrackingError: the store holds no run of the study.
+        """
+        parent = self._find_parent()
+        if parent is None:
+            raise TrackingError(
+                f"study {self.study!r}: the MLflow store {self.tracking_uri} (experiment {self.experiment!r}) holds "
+                "no run of it: run `qstudy sweep` on the study first"
+            )
+        self.parent_run_id = parent.info.run_id
+        for run in self._child_runs():
+            self._trials.setdefault(run.data.tags[_TAG_TRIAL], run.info.run_id)
+        return self.parent_run_id
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """``(step, value)`` of every logged value of a metric, by step (first value per step)."""
+        seen: dict[int, float] = {}
+        for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+            seen.setdefault(int(m.step), float(m.value))
+        return sorted(seen.items())
+
+    def study_metric_history(self, key: str) -> list[tuple[int, float]]:
+        """A metric of the parent run, as :meth:`metric_history`."""
+        return self.metric_history(self._require_parent(), key)
+
+    def log_study_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Log metrics on the parent run (the report's own measurements) at ``step``."""
+        self._log_batch(self._require_parent(), metrics=_numeric(metrics), step=int(step))
+
+    def log_study_artifacts(self, files: Mapping[str, str | bytes]) -> None:
+        """Save files on the parent run: artifact path (``report/report.md``) -> text or bytes."""
+        parent_id = self._require_parent()
+        for name, content in files.items():
+            self._log_artifact(parent_id, name, content)
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 with SuperpositionalAdamW and the quantum attention layer."""
 
 from qstudy.train._deepspeed_config import deepspeed_config
+from qstudy.train._task import Task, build_task
 from qstudy.train._trainer import build_trainer, init_ray, run_trial, worker_env
 
-__all__ = ["build_trainer", "deepspeed_config", "init_ray", "run_trial", "worker_env"]
+__all__ = ["Task", "build_task", "build_trainer", "deepspeed_config", "init_ray", "run_trial", "worker_env"]
