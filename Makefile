@@ -24,15 +24,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(IN_VENV) $(PY) -m pytest tests
+	$(IN_VENV) $(PY) -m pytest tests --durations=30
 
 test-unit: $(STAMP)
 	$(IN_VENV) $(PY) -m pytest tests/unit
 
 # The smoke study on the embedded defaults: local Ray, SQLite MLflow store (./mlruns.db),
-# tiny Llama on CPU. Re-running it continues the same study.
+# tiny Llama on CPU, then its report. Re-running it continues the same study.
+# SWEEP_DIR: where the study's outputs go (default: this checkout; the tests use a tmp dir).
+SWEEP_DIR ?= $(CURDIR)
 sweep: $(STAMP)
-	$(IN_VENV) $(VENV)/bin/qstudy sweep search_spaces/smoke.yaml
+	cd "$(SWEEP_DIR)" && $(IN_VENV) "$(CURDIR)/$(VENV)/bin/qstudy" sweep "$(CURDIR)/search_spaces/smoke.yaml"
+	cd "$(SWEEP_DIR)" && $(IN_VENV) "$(CURDIR)/$(VENV)/bin/qstudy" report "$(CURDIR)/search_spaces/smoke.yaml"
 
 bench: $(STAMP)
 	$(IN_VENV) $(PY) benchmarks/optimizer_step.py

@@ -101,7 +101,9 @@ def _paired_timing(study, record, tracker, rounds: int, steps: int, retime: bool
     """The paired step times per arm: read from the parent run, measured and logged first if absent."""
     from qstudy.report._timing import measure_step_times
 
-    arms = _timed_arms(study, record)
+    # Only arms with a completed trial: a failed or diverged arm has no cost to compare.
+    ran = {t.arm for t in record.trials if t.status == "completed" and t.arm is not None}
+    arms = {name: overrides for name, overrides in _timed_arms(study, record).items() if name in ran}
     if not arms or "control" not in arms:
         return {}, None
     tags = tracker.client.get_run(record.parent_run_id).data.tags

@@ -303,7 +303,9 @@ def _best_arm(claim, completed: dict[str, dict[int, TrialRecord]]) -> dict[str, 
             means[name] = mean_interval(finals).as_dict()
     if claim.arm not in means:
         return {"verdict": "not measured", "why": f"{claim.arm} has no completed trial"}
-    best = max(means, key=lambda n: better * means[n]["mean"])
+    top = max(better * m["mean"] for m in means.values())
+    tied = [n for n, m in means.items() if math.isclose(better * m["mean"], top, rel_tol=1e-12, abs_tol=1e-12)]
+    best = tied[0] if len(tied) == 1 else "tie: " + ", ".join(tied)
     versus = {}
     mine = completed[claim.arm]
     for name in claim.among:
