@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from qstudy.config._loader import ConfigModel, Item, Unchecked, touches
+from qstudy.config._loader import ConfigModel, Item, Unchecked, list_indices, touches
 
 __all__ = ["CLAIM_MEASURES", "ClaimConfig", "PaperGap", "claim_problems"]
 
@@ -111,10 +111,8 @@ def claim_problems(claims: list[ClaimConfig], arms: dict, metrics: dict[str, str
     if touches(unchecked, "arms"):
         return problems
     known = ", ".join(arms)
-    for i, claim in enumerate(claims):
+    for i, claim in zip(list_indices(unchecked, "claims", len(claims)), claims):
         where = f"claims.{i}"
-        if touches(unchecked, where):
-            continue
         for key in ("arm", "control"):
             name = getattr(claim, key)
             if name not in arms:

@@ -25,6 +25,7 @@ __all__ = [
     "Problems",
     "error_items",
     "format_validation_error",
+    "list_indices",
     "load_yaml",
     "touches",
     "validate",
@@ -187,6 +188,15 @@ def validate_partial(
                 if instance is not None:
                     kept[key] = instance
             data[name] = kept
+        elif (items := _list_of_models(field.annotation)) is not None and isinstance(value, list):
+            # A bad entry is left out (marked unchecked at its index): the others keep their
+            # order, so a check reading them maps them back past the marked indices.
+            good = []
+            for i, entry in enumerate(value):
+                instance = sub_partial(items, entry, (name, str(i))) if isinstance(entry, dict) else entry
+                if instance is not None:
+                    good.append(instance)
+            data[name] = good
     # 2. The model's own fields: a value that fails is left out, then the model is built again.
     for attempt in range(2):
         partial = _Partial(model, frozenset(bad), built)
@@ -245,6 +255,24 @@ def _dict_of_models(annotation: Any) -> type[BaseModel] | None:
     if typing.get_origin(annotation) is not dict:
         return None
     return _submodel(typing.get_args(annotation)[1])
+
+
+def _list_of_models(annotation: Any) -> type[BaseModel] | None:
+    """The item model of a ``list[Model]`` annotation, else None."""
+    if typing.get_origin(annotation) is not list:
+        return None
+    return _submodel(typing.get_args(annotation)[0])
+
+
+def list_indices(unchecked: Unchecked, name: str, kept: int) -> list[int]:
+    """The original indices of the ``kept`` entries of a list of models whose bad entries
+    ``validate_partial`` left out (marked ``(name, index)`` in ``unchecked``)."""
+    indices, i = [], 0
+    while len(indices) < kept:
+        if (name, str(i)) not in unchecked:
+            indices.append(i)
+        i += 1
+    return indices
 
 
 def error_items(err: ValidationError, model: type[BaseModel]) -> list[Item]:
