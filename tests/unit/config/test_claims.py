@@ -1,10 +1,9 @@
 """The paper's claims and gaps in study files, validated with every problem in one pass."""
 
-import textwrap
-
 import pytest
+from test_arms import _problems, _write
 
-from qstudy.config import ConfigError, load_study_config
+from qstudy.config import load_study_config
 
 COMPARISON = """
 objective: {metric: eval_accuracy, mode: max}
@@ -17,18 +16,6 @@ trial:
   optimizer: {quantum_weight: 0.0}
   data: {task: classification, train_examples: 64}
 """
-
-
-def _write(tmp_path, text):
-    path = tmp_path / "study.yaml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def _problems(path):
-    with pytest.raises(ConfigError) as err:
-        load_study_config(path)
-    return err.value.problems
 
 
 def test_claims_and_gaps_load(tmp_path):
