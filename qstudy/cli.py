@@ -177,7 +177,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     else:
         what = (f"sampler {study.sampler.type}, scheduler {study.scheduler.type}, "
                 f"{study.objective.mode} {study.objective.metric}, searching {', '.join(study.space)}")
-    print(f"{args.file}: ok — {study.num_samples} trials{baselines}, {what}" + ("" if args.check_paths else " (paths not checked)"))
+    confirm = ""
+    if study.confirm is not None:
+        k, seeds = study.confirm.top_k, study.confirm.seeds
+        confirm = (f", then {study.confirm_trial_count} confirm trials (top {k} and the control x seeds "
+                   f"{', '.join(map(str, seeds))})")
+    print(f"{args.file}: ok — {study.num_samples} trials{baselines}{confirm}, {what}"
+          + ("" if args.check_paths else " (paths not checked)"))
     return 0
 
 

@@ -9,9 +9,11 @@ head node instead. The layout in MLflow::
       run <study>             tags qstudy.role=study, qstudy.study=<study>
                               params: the study file flattened; artifacts study.yaml, space.json,
                               summary.txt; at the end best_<metric> metrics, qstudy.best.* tags
-        run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status (qstudy.arm)
+        run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status (qstudy.arm,
+                              qstudy.phase)
                               params: searched values (short names) + trial config (dotted names)
-                              (+ arm: the arm of a comparison study's trial)
+                              (+ arm: the arm of a comparison or confirm trial; a confirm trial
+                              is tagged qstudy.phase=confirm)
                               metrics per step; artifact trial_config.json
 
 Re-running a study reuses its parent run and the child run of every trial id it has seen
@@ -77,6 +79,7 @@ _TAG_STATUS = "qstudy.status"
 _TAG_ERROR = "qstudy.error"
 _TAG_ARM = "qstudy.arm"
 _PARAM_ARM = "arm"
+_TAG_PHASE = "qstudy.phase"
 _TAG_PARENT = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 
 
@@ -188,7 +191,11 @@ class StudyTracker:
                 trial finished. Logged as tags ``qstudy.best_trial_id``,
                 ``qstudy.best_metric``, ``qstudy.best.<param>`` (tags, because a resumed
                 study may find a better trial and params cannot change) and metrics
-                ``best_<metric>`` at step = the number of trials so far.
+                ``best_<metric>`` at step = the number of trials so far. A confirmed best
+                (a study's confirm phase) adds ``arm`` (tag ``qstudy.best_arm``; ``value``
+                is then its mean over the confirm seeds), ``search_best_trial_id`` (tag
+                ``qstudy.search_best_trial_id``) and ``control_value`` (metric
+                ``control_<metric>``, the control's mean over the same seeds).
             summary: the summary table, saved as artifact ``summary.txt``.
             status: the parent run's final MLflow status: FINISHED, FAILED or KILLED.
 
@@ -215,6 +222,12 @@ class StudyTracker:
             for key, value in (best.get("metrics") or {}).items():
                 metrics.setdefault(f"best_{key}", value)
             tags.update({f"qstudy.best.{key}": value for key, value in _flatten(best.get("params") or {}).items()})
+            if best.get("arm") is not None:  # a confirmed best: an arm's mean over the confirm seeds
+                tags["qstudy.best_arm"] = str(best["arm"])
+            if best.get("search_best_trial_id") is not None:
+                tags["qstudy.search_best_trial_id"] = str(best["search_best_trial_id"])
+            if best.get("control_value") is not None:
+                metrics[f"control_{best['metric']}"] = best["control_value"]
         self._log_batch(parent_id, metrics=_numeric(metrics), step=len(self._trials), tags=tags)
         self._log_artifact(parent_id, "summary.txt", summary)
         self.client.set_terminated(parent_id, status=status)
@@ -222,7 +235,12 @@ class StudyTracker:
     # -- trials ------------------------------------------------------------------------
 
     def start_trial(
-        self, trial_id: str, params: Mapping[str, Any], config: Mapping[str, Any], arm: str | None = None
+        self,
+        trial_id: str,
+        params: Mapping[str, Any],
+        config: Mapping[str, Any],
+        arm: str | None = None,
+        phase: str | None = None,
     ) -> str:
         """Start the nested run ``{study}/{trial_id}``, or reuse the trial's run (RUNNING again).
 
@@ -233,8 +251,11 @@ class StudyTracker:
                 among the searched keys and names no other config entry, else dotted.
             config: the full trial config (nested); logged flattened with dotted keys and
                 saved as artifact ``trial_config.json``.
-            arm: the trial's arm in a comparison study: logged as param ``arm`` (to
-                compare and group runs by in the UI) and tag ``qstudy.arm`` (to search by).
+            arm: the trial's arm in a comparison study or a confirm phase: logged as param
+                ``arm`` (to compare and group runs by in the UI) and tag ``qstudy.arm`` (to
+                search by).
+            phase: ``confirm`` for a confirm trial: tag ``qstudy.phase`` (a search trial
+                has none).
 
         Returns:
             The trial's run id.
@@ -247,6 +268,8 @@ class StudyTracker:
         flat_config = _flatten(config)
         wanted = {**_searched_names(params, flat_config), **flat_config}
         arm_tags = {} if arm is None else {_TAG_ARM: str(arm)}
+        if phase is not None:
+            arm_tags[_TAG_PHASE] = str(phase)
         if arm is not None:
             wanted[_PARAM_ARM] = str(arm)
         run_id = self._trials.get(trial_id)

@@ -174,7 +174,7 @@ def validate_partial(
     # 1. Nested models, each on its own.
     for name, field in model.model_fields.items():
         value = data.get(name)
-        sub, entries = _submodel(field.annotation), _dict_of_models(field.annotation)
+        sub, entries = _submodel(_unless_none(field.annotation)), _dict_of_models(field.annotation)
         if sub is not None and isinstance(value, dict):
             instance = sub_partial(sub, value, (name,))
             if instance is None:
@@ -248,6 +248,12 @@ def _annotation(model: type[BaseModel], name: str) -> Any:
 
 def _submodel(annotation: Any) -> type[BaseModel] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _unless_none(annotation: Any) -> Any:
+    """``X`` of an optional ``X | None`` annotation (a section that may be left out), else the annotation."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    return args[0] if len(args) == 1 and type(None) in typing.get_args(annotation) else annotation
 
 
 def _dict_of_models(annotation: Any) -> type[BaseModel] | None:

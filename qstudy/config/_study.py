@@ -5,7 +5,9 @@ A study searches dotted paths into the trial config (``optimizer.quantum_weight`
 first (the AdamW control: ``{optimizer.quantum_weight: 0.0}``), and fixes everything else
 in ``trial:``. A comparison study instead names ``arms`` (sets of the same dotted
 overrides, one of them ``control``) and the ``seeds`` every arm runs with, and runs each
-arm once per seed. Every problem of a file is collected and raised as one ``ConfigError``:
+arm once per seed. A search study may end with ``confirm:``: its top_k configurations and
+the control run again on fresh seeds. Every problem of a file is collected and raised as
+one ``ConfigError``:
 
     search_spaces/paper.yaml: space.optimizer.quantum_weight.high: must be >= low, got low=1.0, high=0.5
 
@@ -41,6 +43,7 @@ from qstudy.config._trial import TrialConfig, path_problems
 
 __all__ = [
     "CONTROL_ARM",
+    "ConfirmConfig",
     "OBJECTIVE_METRICS",
     "SAMPLERS",
     "ObjectiveConfig",
@@ -270,6 +273,35 @@ class ParamSpec(_Strict):
         return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
 
 
+class ConfirmConfig(_Strict):
+    """A search study's confirm phase: its best configurations run again on fresh seeds.
+
+    The best of N noisy trials is partly the luckiest draw of initialisation and batch
+    order (the winner's curse); the mean over seeds it was not chosen on is not.
+    """
+
+    top_k: int = Field(
+        1, ge=1, description="the search's best distinct configurations to run again (the control is never one of "
+        "them); each costs len(seeds) trials"
+    )
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="required: fresh trial seeds (model init, batch order), none the search ran with: the top_k "
+        "and the control run once on each, so they are compared seed for seed; more seeds, a tighter mean"
+    )
+
+    def cross_problems(self, unchecked: Unchecked) -> list[Item]:
+        if touches(unchecked, "seeds"):
+            return []
+        if "seeds" not in self.model_fields_set:
+            return [("seeds", "required: the fresh trial seeds the top configurations and the control run with, "
+                     "e.g. [101, 102, 103]")]
+        problems: list[Item] = []
+        if not self.seeds:
+            problems.append(("seeds", "needs at least one fresh seed, e.g. [101, 102, 103], got []"))
+        return problems + _seed_problems(self.seeds, "each configuration runs once per seed")
+
+
 # -------------------------------------------------------------------------------- study
 
 
@@ -298,6 +330,11 @@ class StudyConfig(_Strict):
         default_factory=list,
         description="trials run first, each mapping dotted paths to values (AdamW control: "
         "{optimizer.quantum_weight: 0.0}); searched keys it leaves out are sampled",
+    )
+    confirm: ConfirmConfig | None = Field(
+        None,
+        description="search study: after num_samples trials, run the top_k configurations and the control "
+        "(baselines.0) again on fresh seeds and name the best by its mean over them (None: no confirm phase)",
     )
     arms: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -344,6 +381,14 @@ class StudyConfig(_Strict):
         """
         names = [CONTROL_ARM, *(name for name in self.arms if name != CONTROL_ARM)]
         return [(name, seed, {**self.arms[name], "seed": seed}) for seed in self.seeds for name in names]
+
+    @property
+    def confirm_trial_count(self) -> int:
+        """Trials the confirm phase runs at most: the top_k and the control on each seed
+        (fewer when the search completes fewer distinct configurations); 0 without confirm."""
+        if self.confirm is None:
+            return 0
+        return (self.confirm.top_k + 1) * len(self.confirm.seeds)
 
     @property
     def experiment_name(self) -> str:
@@ -444,6 +489,51 @@ def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
             problems += _baseline_problems(study, i, baseline, grid and space_ok, trial_ok, trial_bad)
     if not touches(unchecked, "num_samples", "baselines") and not comparison:
         problems += _count_problems(study, grid and space_ok, not touches(unchecked, "max_concurrent"))
+    if study.confirm is not None:
+        problems += _confirm_problems(study, comparison, unchecked)
+    return problems
+
+
+def _confirm_problems(study: StudyConfig, comparison: bool, unchecked: Unchecked) -> list[Item]:
+    """The problems of ``confirm`` that need the rest of the study: a search with a control,
+    enough sampled trials to pick the top_k from, seeds the search did not run with."""
+    confirm = study.confirm
+    if comparison:
+        arms = "" if touches(unchecked, "arms") else f" {', '.join(study.arms)}"
+        return [("confirm", "only for a search study: a comparison study (arms) already runs every arm on each of "
+                 f"its seeds and calls no trial best, got confirm with arms{arms}")]
+    problems: list[Item] = []
+    baselines_ok = not touches(unchecked, "baselines")
+    if baselines_ok and not study.baselines:
+        problems.append(("confirm", "needs a control to run beside the top configurations: baselines.0, e.g. "
+                         "baselines: [{quantum.enabled: false, optimizer.quantum_weight: 0.0}], got no baselines"))
+    elif baselines_ok and not touches(unchecked, "num_samples", "confirm.top_k"):
+        n, n_baselines = study.num_samples, len(study.baselines)
+        if n >= n_baselines and confirm.top_k > n - n_baselines:
+            problems.append(("confirm.top_k", f"must be <= num_samples - len(baselines) = {n} - {n_baselines} = "
+                             f"{n - n_baselines} (the trials the search samples), got {confirm.top_k}"))
+    # Seeds the search ran with: the fixed trial's, a searched seed's, a baseline's.
+    used: list[tuple[str, Any]] = []  # (where, the seed or seeds it names)
+    if not touches(unchecked, "trial.seed"):
+        used.append(("trial.seed", study.trial.seed))
+    spec = study.space.get("seed")
+    if spec is not None and not any(loc[:2] == ("space", "seed") for loc in unchecked):
+        used.append(("space.seed", spec))
+    for i, baseline in enumerate(study.baselines):
+        if "seed" in baseline and not touches(unchecked, f"baselines.{i}"):
+            used.append((f"baselines.{i}.seed", baseline["seed"]))
+    for i, seed in enumerate(confirm.seeds):
+        reasons = []
+        for where, what in used:
+            if isinstance(what, ParamSpec):
+                if what.contains(seed):
+                    span = f"choices {what.choices!r}" if what.type == "categorical" else f"{what.low}..{what.high}"
+                    reasons.append(f"space.seed searches {span}")
+            elif what == seed:
+                reasons.append(f"{where} is {what!r}")
+        if reasons:
+            problems.append((f"confirm.seeds.{i}", "must be a seed no search trial ran with (the top configurations "
+                             f"were picked on those seeds), got {seed}: {'; '.join(reasons)}"))
     return problems
 
 
@@ -477,12 +567,7 @@ def _comparison_problems(study: StudyConfig, unchecked: Unchecked, trial_ok: boo
             problems.append(("seeds", "required with arms: the trial seeds every arm runs with, e.g. [0, 1, 2]"))
         elif not study.seeds:
             problems.append(("seeds", "a comparison study needs at least one seed, e.g. [0, 1, 2], got []"))
-        # Checked here, not by the field, so a negative seed does not hide a repeated one.
-        problems += [(f"seeds.{i}", f"must be >= 0, got {seed}") for i, seed in enumerate(study.seeds) if seed < 0]
-        repeated = sorted({seed for seed in study.seeds if study.seeds.count(seed) > 1})
-        if repeated:
-            problems.append(("seeds", "must be distinct (each arm runs once per seed), "
-                             f"got {study.seeds!r} ({', '.join(map(str, repeated))} repeated)"))
+        problems += _seed_problems(study.seeds, "each arm runs once per seed")
     if touches(unchecked, "arms"):
         return problems
     if CONTROL_ARM not in study.arms:
@@ -510,6 +595,17 @@ def _comparison_problems(study: StudyConfig, unchecked: Unchecked, trial_ok: boo
                              f"be {n_arms} x {n_seeds} = {n_arms * n_seeds} (or left out), got {study.num_samples}"))
         elif not touches(unchecked, "max_concurrent") and study.max_concurrent > study.num_samples:
             problems.append(("max_concurrent", f"must be <= num_samples ({study.num_samples}), got {study.max_concurrent}"))
+    return problems
+
+
+def _seed_problems(seeds: list[int], why_distinct: str) -> list[Item]:
+    """Negative and repeated seeds of a ``seeds`` list. Checked here, not by the field, so a
+    negative seed does not hide a repeated one."""
+    problems = [(f"seeds.{i}", f"must be >= 0, got {seed}") for i, seed in enumerate(seeds) if seed < 0]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        problems.append(("seeds", f"must be distinct ({why_distinct}), got {seeds!r} "
+                         f"({', '.join(map(str, repeated))} repeated)"))
     return problems
 
 

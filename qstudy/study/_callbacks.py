@@ -8,7 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from qstudy.study._searcher import ARM_KEY, QSTUDY_KEYS, TRIAL_ID_KEY, status_of
+from qstudy.study._searcher import ARM_KEY, PHASE_KEY, QSTUDY_KEYS, TRIAL_ID_KEY, status_of
 
 __all__ = ["TrackingCallback", "ProgressCallback", "short_names"]
 
@@ -46,7 +46,7 @@ class TrackingCallback(Callback):
         self._tags: dict[str, dict[str, str]] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.start(_trial_id(trial), _values(trial), arm=trial.config.get(ARM_KEY))
+        self.start(_trial_id(trial), _values(trial), arm=trial.config.get(ARM_KEY), phase=trial.config.get(PHASE_KEY))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.result(_trial_id(trial), result)
@@ -58,11 +58,12 @@ class TrackingCallback(Callback):
         self.end(_trial_id(trial), "failed", error=_error_text(getattr(trial, "error_file", None)))
 
     def start(self, trial_id: str, values: dict[str, Any], config: dict[str, Any] | None = None,
-              arm: str | None = None) -> None:
+              arm: str | None = None, phase: str | None = None) -> None:
         """Opens the trial's run with its searched ``values``, full ``config`` (default:
-        the study's trial config with ``values`` applied) and comparison ``arm``, if any."""
+        the study's trial config with ``values`` applied), its comparison or confirm
+        ``arm`` and its ``phase`` (``confirm``), if any."""
         config = config if config is not None else self._trial_config_of(values)
-        self.tracker.start_trial(trial_id, values, config, arm=arm)
+        self.tracker.start_trial(trial_id, values, config, arm=arm, phase=phase)
 
     def result(self, trial_id: str, result: dict[str, Any]) -> None:
         """Logs one Tune result of the trial: its numbers at ``step``, its string tags."""

@@ -32,6 +32,12 @@ def study_paths(study, base_dir: str | Path | None = None) -> dict[str, str]:
 def run_study(study, source: str, address: str | None = None, printer=print, progress_interval_s: float = 15.0) -> dict[str, Any]:
     """Runs (or resumes) a study to ``num_samples`` finished trials and prints its summary.
 
+    A search study with ``confirm:`` then runs its confirm phase (``qstudy.study._confirm``):
+    the search's top_k configurations and the control on each fresh seed, as fixed trials
+    numbered after the search's, in a second Tune run without a scheduler (an early stop
+    would leave an arm without the seeds its control has). The pick is stored with the
+    Optuna study when the phase first starts; a resumed driver runs the same arms.
+
     Input problems (placement included) are raised as ConfigError before MLflow is
     written or a trial starts. Re-running a study continues it: finished trials are
     kept, trials a killed driver left running are re-run under their own id, and
@@ -59,15 +65,10 @@ def run_study(study, source: str, address: str | None = None, printer=print, pro
 
 def _run_locked(study, paths, source: str, address, printer, progress_interval_s: float) -> dict[str, Any]:
     """The body of :func:`run_study`, run while the study's driver lock is held."""
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search import ConcurrencyLimiter
-
     from qstudy.config import apply_overrides
     from qstudy.study._callbacks import ProgressCallback, TrackingCallback
     from qstudy.study._relog import check_runs_known, relog_trials, trial_records
-    from qstudy.study._searcher import StudySearcher, trial_name
-    from qstudy.study._trial_fn import run_study_trial
+    from qstudy.study._searcher import CONFIRM_PHASE, StudySearcher, trial_name
     from qstudy.tracking import StudyTracker
     from qstudy.train import init_ray, worker_env
     from qstudy.train._preflight import check_placement, raise_if
@@ -113,6 +114,8 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
             "scheduler": study.scheduler.type,
             "searched": ", ".join(study.space),
             **({"arms": ", ".join(study.arms), "seeds": ", ".join(map(str, study.seeds))} if study.is_comparison else {}),
+            **({"confirm_top_k": study.confirm.top_k, "confirm_seeds": ", ".join(map(str, study.confirm.seeds))}
+               if study.confirm is not None else {}),
         },
         artifacts={
             "study.yaml": Path(source).read_text() if Path(source).is_file() else json.dumps(study.model_dump(mode="json")),
@@ -138,50 +141,107 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
                 f"from their Tune results: {', '.join(sorted(records))}")
 
     columns = _columns(study)
+    metric = study.objective.metric
     remaining = searcher.remaining()
     if remaining:
-        scheduler = None
-        if study.scheduler.type == "asha":
-            scheduler = ASHAScheduler(
-                time_attr="step",
-                grace_period=study.scheduler.grace_period,
-                reduction_factor=study.scheduler.reduction_factor,
-                max_t=study.asha_max_t(),
-            )
-        tuner = tune.Tuner(
-            tune.with_resources(run_study_trial, _TRIAL_DRIVER_RESOURCES),
-            param_space={
-                "qstudy": {
-                    "name": study.name,
-                    "trial": study.trial.model_dump(mode="json"),
-                    "storage_path": paths["storage_path"],
-                    "trial_timeout_s": study.trial_timeout_s,
-                }
-            },
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent),
-                scheduler=scheduler,
-                metric=study.objective.metric,
-                mode=study.objective.mode,
-                num_samples=remaining,
-                max_concurrent_trials=study.max_concurrent,
-                trial_name_creator=lambda t: f"{study.name}/{t.config.get('qstudy_trial_id', t.trial_id)}",
-                trial_dirname_creator=lambda t: str(t.config.get("qstudy_trial_id", t.trial_id)),
-            ),
-            run_config=tune.RunConfig(
-                name=f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}",
-                storage_path=str(Path(paths["output"]) / "tune"),
-                callbacks=[tracking, ProgressCallback(study.objective.metric, columns, progress_interval_s, printer)],
-                failure_config=tune.FailureConfig(max_failures=study.trial_retries),
-                verbose=0,
-            ),
-        )
-        tuner.fit()
+        progress = ProgressCallback(metric, columns, progress_interval_s, printer)
+        _fit(study, searcher, paths, remaining, _scheduler(study), [tracking, progress])
+    selection = None
+    if study.confirm is not None:
+        if searcher.remaining():
+            printer(f"study {study.name}: the search is not finished ({searcher.remaining()} of {study.num_samples} "
+                    "trials left): the confirm phase starts when it is; run the study again to continue it")
+        else:
+            selection = _start_confirm(study, searcher, printer)
+            remaining = searcher.remaining()
+            if remaining:
+                progress = ProgressCallback(metric, _confirm_columns(columns), progress_interval_s, printer)
+                _fit(study, searcher, paths, remaining, _scheduler(study, CONFIRM_PHASE), [tracking, progress],
+                     suffix="-confirm")
 
-    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results)
+    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results, selection)
     printer(summary["text"])
     tracker.finish_study(summary["best"], summary["text"])
     return summary
+
+
+def _scheduler(study, phase: str | None = None):
+    """The Tune scheduler of a phase: ASHA for a search that asks for it; none for the
+    confirm phase, whose arms must each reach the last step on every seed."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    if study.scheduler.type != "asha" or phase is not None:
+        return None
+    return ASHAScheduler(
+        time_attr="step",
+        grace_period=study.scheduler.grace_period,
+        reduction_factor=study.scheduler.reduction_factor,
+        max_t=study.asha_max_t(),
+    )
+
+
+def _fit(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix: str = "") -> None:
+    """One Tune run of ``num_samples`` trials over ``searcher`` (its current phase)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from qstudy.study._trial_fn import run_study_trial
+
+    tuner = tune.Tuner(
+        tune.with_resources(run_study_trial, _TRIAL_DRIVER_RESOURCES),
+        param_space={
+            "qstudy": {
+                "name": study.name,
+                "trial": study.trial.model_dump(mode="json"),
+                "storage_path": paths["storage_path"],
+                "trial_timeout_s": study.trial_timeout_s,
+            }
+        },
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent),
+            scheduler=scheduler,
+            metric=study.objective.metric,
+            mode=study.objective.mode,
+            num_samples=num_samples,
+            max_concurrent_trials=study.max_concurrent,
+            trial_name_creator=lambda t: f"{study.name}/{t.config.get('qstudy_trial_id', t.trial_id)}",
+            trial_dirname_creator=lambda t: str(t.config.get("qstudy_trial_id", t.trial_id)),
+        ),
+        run_config=tune.RunConfig(
+            # tune-<time>[-confirm]: sorted names stay chronological (qstudy.study._relog reads them so).
+            name=f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}{suffix}",
+            storage_path=str(Path(paths["output"]) / "tune"),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=study.trial_retries),
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+
+
+def _start_confirm(study, searcher, printer) -> dict[str, Any]:
+    """Switches ``searcher`` to the confirm phase; returns its arms, picked and stored the
+    first time (from the finished search), read back on every later run."""
+    from qstudy.study._confirm import confirm_trials, select_confirm
+    from qstudy.study._searcher import trial_name
+
+    selection = searcher.confirm_selection()
+    if selection is None:
+        finished = searcher.finished_trials()
+        control_id = trial_name(0)  # baselines[0] is enqueued first
+        control_values = finished.get(control_id, {}).get("values", study.baselines[0])
+        selection, note = select_confirm(finished, (control_id, control_values), study.confirm.top_k,
+                                         study.objective.mode)
+        searcher.store_confirm_selection(selection)
+        if note:
+            printer(f"study {study.name}: {note}")
+    searcher.start_confirm(confirm_trials(selection, study.confirm.seeds))
+    return selection
+
+
+def _confirm_columns(columns: list[str]) -> list[str]:
+    """The confirm trials' table: arm and seed first, then the search's columns."""
+    return ["arm", "seed", *(c for c in columns if c not in ("arm", "seed"))]
 
 
 def _columns(study) -> list[str]:
@@ -193,9 +253,20 @@ def _columns(study) -> list[str]:
     return columns
 
 
-def _summary(study, searcher, tracker, paths, source: str, columns, results) -> dict[str, Any]:
+def _summary(study, searcher, tracker, paths, source: str, columns, results, selection=None) -> dict[str, Any]:
+    """The closing summary: the trial table(s), the best line, where everything is.
+
+    ``selection``: the confirm phase's arms when it ran (None: no confirm phase, or the
+    search is not finished); the confirm trials then get their own table, and the best is
+    the confirmed one (``_confirm.rank_confirmed``), not the search's luckiest trial.
+
+    Returns:
+        ``{"trials": [...], "best": {...} | None, "text", "tracking_uri", "output"}``;
+        a confirm trial's row has ``"phase": "confirm"`` and its ``arm``.
+    """
     from qstudy.study._callbacks import format_table
-    from qstudy.study._searcher import ARM_ATTR, trial_name
+    from qstudy.study._confirm import confirm_trials, rank_confirmed, top_arms
+    from qstudy.study._searcher import ARM_ATTR, PHASE_ATTR, trial_name
     from qstudy.tracking import is_server_uri, ui_command
 
     metric = study.objective.metric
@@ -212,12 +283,15 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results) -> 
                 **{k: v for k, v in t.params.items()},
                 **json.loads(t.user_attrs.get("qstudy.overrides", "{}")),
                 **({"arm": t.user_attrs[ARM_ATTR]} if ARM_ATTR in t.user_attrs else {}),
+                **({"phase": t.user_attrs[PHASE_ATTR]} if PHASE_ATTR in t.user_attrs else {}),
                 "step": latest.get("step"),
                 metric: t.value if t.value is not None else latest.get(metric),
                 "elapsed_s": latest.get("time_total_s"),
             }
         )
-    complete = [r for r in rows if r["status"] == "completed" and r[metric] is not None]
+    search = [r for r in rows if "phase" not in r]
+    confirm = [r for r in rows if "phase" in r]
+    complete = [r for r in search if r["status"] == "completed" and r[metric] is not None]
     best = None
     # A comparison study names no best trial: the best of arms x seeds is mostly the luckiest
     # seed; its arms are compared with the control over the seeds.
@@ -232,16 +306,58 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results) -> 
         ui = f"qstudy ui {source}    # runs: {' '.join(ui_command(uri))}"
     lines = [
         "",
-        f"study {study.name}: {len([r for r in rows if r['status'] != 'running'])}/{study.num_samples} trials",
-        format_table(rows, metric, columns),
+        f"study {study.name}: {len([r for r in search if r['status'] != 'running'])}/{study.num_samples} trials",
+        format_table(search, metric, columns),
         "",
-        _best_line(study, best, metric),
+    ]
+    if selection is not None:
+        outcomes = [{"arm": r.get("arm"), "seed": r.get("seed"), "status": r["status"], "value": r[metric]}
+                    for r in confirm]
+        ranked = rank_confirmed(selection, outcomes, study.objective.mode)
+        arms = top_arms(selection)
+        picks = ", ".join(f"{arm} = {selection[arm]['from_trial']}" for arm in [*arms, "control"])
+        planned = len(confirm_trials(selection, study.confirm.seeds))
+        lines.append(f"confirm: {len([r for r in confirm if r['status'] != 'running'])}/{planned} trials on fresh "
+                     f"seeds {', '.join(map(str, study.confirm.seeds))} ({picks})")
+        if len(arms) < study.confirm.top_k:
+            lines.append(f"  (top_k is {study.confirm.top_k}: the search completed only {len(arms)} distinct "
+                         "configuration(s) besides the control)")
+        if confirm:
+            lines.append(format_table(confirm, metric, _confirm_columns(columns)))
+        lines.append("")
+        lines.append(_confirmed_line(ranked, best, metric))
+        if ranked:
+            top = ranked[0]
+            best = {"trial_id": top["from_trial"], "metric": metric, "value": top["mean"],
+                    "params": {k: v for k, v in top["values"].items() if k != "seed"}, "arm": top["arm"],
+                    "seeds": top["seeds"], "control_value": top["control_mean"],
+                    "search_best_trial_id": best["trial_id"] if best else None}
+    else:
+        lines.append(_best_line(study, best, metric))
+    lines += [
         f"MLflow store: {uri}",
         f"Optuna storage: {paths['optuna_url']}",
         f"Ray output: {paths['output']}",
         f"MLflow UI: {ui}",
     ]
     return {"trials": rows, "best": best, "text": "\n".join(lines), "tracking_uri": uri, "output": paths["output"]}
+
+
+def _confirmed_line(ranked: list[dict[str, Any]], search_best, metric: str) -> str:
+    """The confirmed best, its mean and the control's over the same seeds, the other arms'
+    means, and the search's best trial (which the confirmed best need not be)."""
+    searched = (f"the search's best trial was {search_best['trial_id']} ({metric}={search_best['value']:.4g})"
+                if search_best else "the search completed no trial")
+    if not ranked:
+        return f"confirmed best: none (no top arm completed on a seed the control completed on); {searched}"
+    top, rest = ranked[0], ranked[1:]
+    seeds = ", ".join(map(str, top["seeds"]))
+    line = (f"confirmed best: {top['arm']} ({top['from_trial']}'s configuration) mean {metric}={top['mean']:.4g} "
+            f"over seeds {seeds}, control mean {metric}={top['control_mean']:.4g} over the same seeds; {searched}")
+    if rest:
+        line += "; " + ", ".join(f"{r['arm']} mean {r['mean']:.4g} (control {r['control_mean']:.4g}, seeds "
+                                 f"{', '.join(map(str, r['seeds']))})" for r in rest)
+    return line
 
 
 def _best_line(study, best, metric: str) -> str:

@@ -122,7 +122,7 @@ def relog_trials(tracking, records: dict[str, dict[str, Any]]) -> None:
         records: :func:`trial_records`.
     """
     for trial_id, record in sorted(records.items()):
-        tracking.start(trial_id, record["values"], record["config"], arm=record.get("arm"))
+        tracking.start(trial_id, record["values"], record["config"], arm=record.get("arm"), phase=record.get("phase"))
         for result in record["results"]:
             tracking.result(trial_id, result)
         tracking.tracker.tag_trial(trial_id, {_RELOGGED_TAG: ", ".join(record["folders"])})

@@ -14,7 +14,12 @@ its own storage (SQLite beside the study's output, readable with Optuna's tools)
 - tells Optuna a trial's fate honestly: COMPLETE with the objective, PRUNED when the
   scheduler stopped it, FAIL when it diverged or failed (user attr ``qstudy.status``);
 - on resume, re-runs trials a killed driver left RUNNING (same number, same params) and
-  samples only what is missing to reach ``num_samples``.
+  samples only what is missing to reach ``num_samples``;
+- for a search study with ``confirm:``, once the search is finished (:meth:`start_confirm`),
+  runs the confirm trials as fixed trials numbered after the search's, with user attrs
+  ``qstudy.arm`` (control, top_1, ...), ``qstudy.phase`` = ``confirm`` and their seed among
+  ``qstudy.overrides``; search trials carry no ``qstudy.phase``. The confirm phase's pick
+  is the study user attr ``qstudy.confirm`` (:meth:`confirm_selection`).
 """
 
 from __future__ import annotations
@@ -25,14 +30,30 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-__all__ = ["StudySearcher", "trial_name", "ARM_ATTR", "ARM_KEY", "TRIAL_ID_KEY", "OVERRIDES_KEY", "QSTUDY_KEYS"]
+__all__ = [
+    "StudySearcher",
+    "trial_name",
+    "ARM_ATTR",
+    "ARM_KEY",
+    "CONFIRM_ATTR",
+    "CONFIRM_PHASE",
+    "PHASE_ATTR",
+    "PHASE_KEY",
+    "TRIAL_ID_KEY",
+    "OVERRIDES_KEY",
+    "QSTUDY_KEYS",
+]
 
 TRIAL_ID_KEY = "qstudy_trial_id"
 OVERRIDES_KEY = "qstudy_overrides"
-ARM_KEY = "qstudy_arm"  # in a Tune trial's config: the arm of a comparison study's trial
+ARM_KEY = "qstudy_arm"  # in a Tune trial's config: the arm of a comparison or confirm trial
+PHASE_KEY = "qstudy_phase"  # in a Tune trial's config: "confirm" for a confirm trial, absent in the search
 # Keys of a Tune trial's config that are not trial settings.
-QSTUDY_KEYS = ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY, ARM_KEY)
+QSTUDY_KEYS = ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY, ARM_KEY, PHASE_KEY)
 ARM_ATTR = "qstudy.arm"
+PHASE_ATTR = "qstudy.phase"  # trial user attr: "confirm" for a confirm trial, absent for a search trial
+CONFIRM_PHASE = "confirm"
+CONFIRM_ATTR = "qstudy.confirm"  # study user attr: the confirm phase's arms, as JSON
 _STATUS_ATTR = "qstudy.status"
 _BASELINE_ATTR = "qstudy.baseline"
 _OVERRIDES_ATTR = "qstudy.overrides"
@@ -63,7 +84,7 @@ class StudySearcher(Searcher):
             space: searched dotted keys -> ``optuna.distributions`` (empty for a comparison).
             sampler: the Optuna sampler.
             metric, mode: the objective.
-            num_samples: trials in all.
+            num_samples: the search's trials in all (baselines included; confirm trials not).
             baselines: overrides of the trials run first (a search study's controls).
             comparison: a comparison study's ``(arm, seed, overrides)``, in the order they
                 run (``StudyConfig.comparison_trials``); each is one fixed trial.
@@ -84,17 +105,37 @@ class StudySearcher(Searcher):
             direction="minimize" if mode == "min" else "maximize",
             load_if_exists=True,
         )
+        self._confirm: list[tuple[dict[str, Any], dict[str, Any]]] = []  # the confirm phase's fixed trials
+        self._phase: str | None = None  # None: the search; CONFIRM_PHASE after start_confirm
         self._live: dict[str, int] = {}  # Tune trial id -> Optuna trial number
-        # Trials a killed driver left RUNNING: re-run with their own number and params.
+        # Trials a killed driver left RUNNING (of either phase): re-run with their own number and params.
         self._rerun = [t for t in self.study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
 
+    # ------------------------------------------------------------------ phases
+    def start_confirm(self, trials: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Switches to the confirm phase: from now on :meth:`suggest` and :meth:`remaining`
+        are about ``trials``, each ``(arm, seed, values)`` (``_confirm.confirm_trials``),
+        run in order after the search's trials; values outside the space, and the seed,
+        are overrides."""
+        self._phase = CONFIRM_PHASE
+        self._confirm = [(dict(values), {ARM_ATTR: arm, PHASE_ATTR: CONFIRM_PHASE}) for arm, _, values in trials]
+
+    def confirm_selection(self) -> dict[str, Any] | None:
+        """The confirm phase's arms as first stored (:meth:`store_confirm_selection`), or None."""
+        text = self.study.user_attrs.get(CONFIRM_ATTR)
+        return None if text is None else json.loads(text)
+
+    def store_confirm_selection(self, selection: dict[str, Any]) -> None:
+        """Stores the confirm phase's arms once: a resumed driver reads them back, never picks again."""
+        self.study.set_user_attr(CONFIRM_ATTR, json.dumps(selection, sort_keys=True))
+
+    def _phase_trials(self) -> list:
+        return [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get(PHASE_ATTR) == self._phase]
+
+    def _phase_size(self) -> int:
+        return self._num_samples if self._phase is None else len(self._confirm)
+
     # ------------------------------------------------------------------ counts
-    def finished_numbers(self) -> list[int]:
-        import optuna
-
-        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        return [t.number for t in self.study.get_trials(deepcopy=False) if t.state in done]
-
     def finished_statuses(self) -> dict[str, str]:
         """Trial id -> qstudy status of every trial Optuna has a final state for."""
         import optuna
@@ -112,14 +153,16 @@ class StudySearcher(Searcher):
 
     def finished_trials(self) -> dict[str, dict[str, Any]]:
         """Trial id -> what Optuna holds of every finished trial: ``values`` (searched
-        values and overrides, as the trial ran with them), ``arm`` (a comparison study's
-        arm, else None), ``status``, ``value`` (the objective, None unless completed) and
-        ``intermediate`` (step -> objective)."""
+        values and overrides, as the trial ran with them), ``arm`` (a comparison or confirm
+        trial's arm, else None), ``phase`` (``confirm``, or None for a search trial),
+        ``status``, ``value`` (the objective, None unless completed) and ``intermediate``
+        (step -> objective)."""
         statuses = self.finished_statuses()
         return {
             tid: {
                 "values": _values_of(t.params, t.user_attrs),
                 "arm": t.user_attrs.get(ARM_ATTR),
+                "phase": t.user_attrs.get(PHASE_ATTR),
                 "status": statuses[tid],
                 "value": t.value,
                 "intermediate": dict(t.intermediate_values),
@@ -129,8 +172,12 @@ class StudySearcher(Searcher):
         }
 
     def remaining(self) -> int:
-        """Trials still to run: unfinished ones to re-run plus fresh ones to sample."""
-        return max(0, self._num_samples - len(self.finished_numbers()))
+        """Trials of the current phase still to run: unfinished ones to re-run plus fresh
+        ones to sample (the search) or to run (the confirm phase)."""
+        import optuna
+
+        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+        return max(0, self._phase_size() - sum(t.state in done for t in self._phase_trials()))
 
     # ------------------------------------------------------------------ Tune API
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -138,23 +185,30 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
 
-        if self._rerun:
-            frozen = self._rerun.pop(0)
-            number, params, attrs = frozen.number, dict(frozen.params), frozen.user_attrs
+        rerun = next((t for t in self._rerun if t.user_attrs.get(PHASE_ATTR) == self._phase), None)
+        if rerun is not None:
+            self._rerun.remove(rerun)
+            number, params, attrs = rerun.number, dict(rerun.params), rerun.user_attrs
         else:
-            started = len(self.study.get_trials(deepcopy=False))
-            if started >= self._num_samples:
+            started = len(self._phase_trials())
+            if started >= self._phase_size():
                 return Searcher.FINISHED
-            # The n-th trial started is the n-th fixed one while there are any: a resumed
-            # driver counts the trials its storage holds and enqueues none of them again.
-            if started < len(self._fixed):
-                values, attrs = self._fixed[started]
-                fixed = {k: v for k, v in values.items() if k in self._space}
-                overrides = {k: v for k, v in values.items() if k not in self._space}
+            # The n-th trial of a phase started is its n-th fixed one while there are any: a
+            # resumed driver counts the trials its storage holds and enqueues none of them again.
+            fixed = self._fixed if self._phase is None else self._confirm
+            distributions = self._space
+            if started < len(fixed):
+                values, attrs = fixed[started]
+                # A confirm trial's seed is the confirm seed, outside a searched seed's range: an override.
+                pinned = {"seed"} if self._phase == CONFIRM_PHASE else set()
+                params = {k: v for k, v in values.items() if k in self._space and k not in pinned}
+                overrides = {k: v for k, v in values.items() if k not in params}
                 self.study.enqueue_trial(
-                    fixed, user_attrs={**attrs, _OVERRIDES_ATTR: json.dumps(overrides)}, skip_if_exists=False
+                    params, user_attrs={**attrs, _OVERRIDES_ATTR: json.dumps(overrides)}, skip_if_exists=False
                 )
-            trial = self.study.ask(fixed_distributions=self._space)
+                if self._phase == CONFIRM_PHASE:  # nothing is sampled in the confirm phase
+                    distributions = {k: self._space[k] for k in params}
+            trial = self.study.ask(fixed_distributions=distributions)
             number, params, attrs = trial.number, dict(trial.params), trial.user_attrs
         self._live[trial_id] = number
         config = _values_of(params, attrs)
@@ -162,6 +216,8 @@ class StudySearcher(Searcher):
         config[OVERRIDES_KEY] = sorted(config)  # which keys are set per trial (for the tracker)
         if ARM_ATTR in attrs:
             config[ARM_KEY] = attrs[ARM_ATTR]
+        if PHASE_ATTR in attrs:
+            config[PHASE_KEY] = attrs[PHASE_ATTR]
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -186,11 +242,25 @@ class StudySearcher(Searcher):
         storage.set_trial_user_attr(internal_id, _STATUS_ATTR, status)
         value = (result or {}).get(self.metric)
         if status == "completed" and _finite(value):
-            self.study.tell(number, float(value))
+            self._tell(number, values=float(value))
         elif status == "pruned":
-            self.study.tell(number, state=TrialState.PRUNED)
+            self._tell(number, state=TrialState.PRUNED)
         else:
-            self.study.tell(number, state=TrialState.FAIL)
+            self._tell(number, state=TrialState.FAIL)
+
+    def _tell(self, number: int, **outcome) -> None:
+        import optuna
+
+        try:
+            self.study.tell(number, **outcome)
+        except (RuntimeError, KeyError):
+            # optuna#5141: with ask-and-tell, GridSampler.after_trial calls study.stop() once
+            # the grid is covered (a RuntimeError outside study.optimize), and reads the
+            # grid_id an enqueued trial (a baseline, a confirm trial) lacks (a KeyError).
+            # Optuna stores the trial's state first (in a finally); the searcher, not the
+            # sampler, decides when the study ends.
+            if not isinstance(self.study.sampler, optuna.samplers.GridSampler):
+                raise
 
     def save(self, checkpoint_path: str) -> None:  # the Optuna storage is the state
         pass

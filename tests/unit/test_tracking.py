@@ -390,3 +390,25 @@ def test_a_comparison_trial_carries_its_arm_as_param_and_tag(new_tracker):
     tracker.start_trial("trial_0002", SEARCHED, CONFIG)
     plain = tracker.client.get_run(tracker.trial_runs()["trial_0002"]["run_id"])
     assert "arm" not in plain.data.params and "qstudy.arm" not in plain.data.tags
+
+
+def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
+    """A confirm trial's Tune config carries its arm and phase: param ``arm``, tags
+    ``qstudy.arm`` and ``qstudy.phase``; neither is a trial setting."""
+    from types import SimpleNamespace
+
+    from qstudy.study._callbacks import TrackingCallback
+    from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, PHASE_KEY, TRIAL_ID_KEY
+
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    seen = []
+    callback = TrackingCallback(tracker, lambda values: (seen.append(values), {**CONFIG, **values})[1])
+    config = {TRIAL_ID_KEY: "trial_0004", OVERRIDES_KEY: ["seed"], ARM_KEY: "top_1", PHASE_KEY: "confirm",
+              "seed": 101, "qstudy": {}}
+    callback.on_trial_start(0, [], SimpleNamespace(config=config, trial_id="x"))
+    assert seen == [{"seed": 101}]
+    run = tracker.client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
+    assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
+        "top_1", "top_1", "confirm")
+    assert "phase" not in run.data.params

@@ -98,6 +98,8 @@ def test_smoke_study_fits_a_laptop():
     assert (trial.resources.num_workers, trial.resources.use_gpu) == (1, False)
     assert trial.train.max_steps <= 20
     assert study.tracking.uri == "sqlite:///mlruns.db"
+    # The confirm phase adds the best configuration and the control on one fresh seed: 2 trials.
+    assert (study.confirm.top_k, study.confirm.seeds, study.confirm_trial_count) == (1, [1], 2)
 
 
 def test_paper_gsm8k_is_one_epoch_on_gpus():
@@ -110,6 +112,13 @@ def test_paper_gsm8k_is_one_epoch_on_gpus():
     assert study.space["optimizer.lr"].log
     assert (study.space["quantum.n_qubits"].low, study.space["quantum.n_qubits"].high) == (2, 8)
     assert (study.space["quantum.circuit_depth"].low, study.space["quantum.circuit_depth"].high) == (1, 4)
+    assert (study.confirm.top_k, study.confirm.seeds) == (3, [1, 2, 3])
+
+
+def test_the_scaling_search_confirms_its_top_3():
+    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
+    assert (study.confirm.top_k, study.confirm.seeds, study.confirm_trial_count) == (3, [1, 2, 3], 12)
+    assert study.baselines[0]["quantum.enabled"] is False  # the confirm phase's control
 
 
 @pytest.mark.parametrize(

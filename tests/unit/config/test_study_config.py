@@ -106,7 +106,7 @@ def test_unknown_keys(tmp_path):
     path = _write(tmp_path, MINIMAL + "samplers: {type: tpe}\nscheduler: {type: asha, grace: 2}\n")
     assert sorted(_problems(path)) == [
         f"{path}: samplers: unknown key; allowed keys here: name, objective, sampler, scheduler, num_samples, "
-        "max_concurrent, trial_timeout_s, trial_retries, space, baselines, arms, seeds, claims, paper_gaps, trial, "
+        "max_concurrent, trial_timeout_s, trial_retries, space, baselines, confirm, arms, seeds, claims, paper_gaps, trial, "
         "tracking, storage_path",
         f"{path}: scheduler.grace: unknown key; allowed keys here: type, grace_period, reduction_factor, max_t",
     ]

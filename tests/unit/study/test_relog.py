@@ -142,3 +142,20 @@ def test_a_relogged_comparison_trial_keeps_its_arm(tmp_path):
     relog_trials(TrackingCallback(tracker, lambda values: {"optimizer": {"lr": 0.5}, "seed": 1}), records)
     run = tracker.client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
     assert run.data.params["arm"] == "sgd" and run.data.tags["qstudy.arm"] == "sgd"
+
+
+def test_a_relogged_confirm_trial_keeps_its_arm_and_phase(tmp_path):
+    from qstudy.study._callbacks import TrackingCallback
+    from qstudy.tracking import StudyTracker
+
+    # The confirm phase's Tune run is named tune-<time>-confirm.
+    _write_trial(tmp_path, "tune-20261201-100000-confirm", "trial_0004", ROWS)
+    finished = {"trial_0004": {**_finished(), "values": {"optimizer.lr": 0.5, "seed": 101}, "arm": "top_1",
+                               "phase": "confirm"}}
+    records = trial_records("s", finished, ["trial_0004"], "eval_loss", _paths(tmp_path))
+    tracker = StudyTracker(f"sqlite:///{tmp_path / 'mlruns.db'}", "s", "s")
+    tracker.start_study({"study": "s"}, {})
+    relog_trials(TrackingCallback(tracker, lambda values: {"optimizer": {"lr": 0.5}, "seed": 101}), records)
+    run = tracker.client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
+    assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
+        "top_1", "top_1", "confirm")
