@@ -174,8 +174,13 @@ def test_cpu_trials_are_not_checked():
 def test_scaling_study_fits_one_node_per_trial():
     study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
     rows = plan_study(study, gpus_per_node=8, gpu_memory_gib=80, nodes=1)
-    assert [row.trial.model.preset for row in rows] == ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b"]
+    presets = ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b"]
+    # Each size with the quantum attention (the searched trials), then its AdamW + SDPA control.
+    assert [row.trial.model.preset for row in rows] == presets * 2
+    assert [row.trial.quantum.enabled for row in rows] == [True] * 4 + [False] * 4
     assert all(row.estimate.fits and row.estimate.gpus == 8 for row in rows)
+    # Without the quantum attention's [batch, heads, s, s] scores the activations shrink.
+    assert all(sdpa.estimate.total_gib < quantum.estimate.total_gib for quantum, sdpa in zip(rows[:4], rows[4:]))
     assert check_fits(study, 8, 80, nodes=1) == []
     assert check_fits(study, 8, 24, nodes=1)  # 70B's activations alone outgrow a 24 GiB GPU
 
@@ -230,13 +235,15 @@ def test_check_fits_names_the_host_memory_problem(monkeypatch, capsys):
     import ray
 
     study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
-    [line] = check_fits(study, 8, 80, nodes=1, source="s.yaml", cpu_memory_gib=1152)
-    assert line.startswith("s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 1774 GiB of host memory "
-                           "per node with zero3_offload on 8 GPUs")
-    assert "more than the 1152 GiB a node has: spread the trial over more nodes" in line
+    # The searched 70B trials and the 70B AdamW + SDPA control both outgrow the host.
+    searched, control = check_fits(study, 8, 80, nodes=1, source="s.yaml", cpu_memory_gib=1152)
+    assert searched.startswith("s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 1774 GiB of host "
+                               "memory per node with zero3_offload on 8 GPUs")
+    assert control.startswith("s.yaml: baselines.3: llama-3.1-70b needs 1774 GiB of host memory per node")
+    assert "more than the 1152 GiB a node has: spread the trial over more nodes" in searched
     assert check_fits(study, 8, 80, nodes=1, cpu_memory_gib=2048) == []
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"GPU": 8.0}}])
-    assert check_fits_on_ray(study, "s.yaml", gpu_memory_gib=80, cpu_memory_gib=1152) == [line]
+    assert check_fits_on_ray(study, "s.yaml", gpu_memory_gib=80, cpu_memory_gib=1152) == [searched, control]
     assert main(["plan", str(SEARCH_SPACES / "scaling_llama.yaml"), "--cpu-memory-gib", "1152"]) == 1
     out = capsys.readouterr().out.splitlines()
     assert "1152 GiB host memory" in out[0]
