@@ -1,12 +1,10 @@
 """`confirm: {top_k, seeds}` in a search study: validated with every problem in one pass,
 each naming file, key and value; a comparison study cannot take it."""
 
-import textwrap
-
-import pytest
+from test_arms import _problems, _write
 
 from qstudy.cli import main
-from qstudy.config import ConfigError, load_study_config
+from qstudy.config import load_study_config
 
 SEARCH = """
 num_samples: 5
@@ -21,18 +19,6 @@ trial:
   optimizer: {quantum_weight: 0.0}
   train: {max_steps: 20}
 """
-
-
-def _write(tmp_path, text, name="study.yaml"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def _problems(path):
-    with pytest.raises(ConfigError) as err:
-        load_study_config(path)
-    return err.value.problems
 
 
 def test_a_search_with_asha_takes_confirm_and_counts_its_trials(tmp_path, capsys):
