@@ -11,7 +11,7 @@ IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 # One JIT-extension cache per checkout, so DeepSpeed's ops build once (FIELD-NOTES).
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv test test-unit sweep bench clean
+.PHONY: venv browser test test-unit sweep bench clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# The MLflow UI test's browser: Debian's Chromium and its driver, from apt where missing
+# (Selenium drives them; nothing downloads a browser at run time).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
+test: $(STAMP) browser
 	$(IN_VENV) $(PY) -m pytest tests --durations=30
 
 test-unit: $(STAMP)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/study_overhead.py [--config search_spaces/smoke.yaml]
 
 Runs the study in a fresh temporary directory (its own MLflow store and Optuna storage),
-then reads each trial's ``train_time_s`` (steps + evals), start-up breakdown and logging
+then reads each trial's ``timing/train_time_s`` (steps + evals), start-up breakdown and logging
 back from MLflow. Target: wall / (sum of training time / concurrency) <= 1.5.
 """
 
@@ -50,8 +50,9 @@ def main() -> None:
             if "qstudy.trial_id" in r.data.tags
         }
     metrics = [r["metrics"] for r in runs.values()]
-    train = sum(m.get("train_time_s", 0.0) for m in metrics)
-    startup = sum(m.get("startup_to_first_step_s", 0.0) for m in metrics)
+    # MLflow keeps the cost figures under timing/ (qstudy.tracking.mlflow_metric_name).
+    train = sum(m.get("timing/train_time_s", 0.0) for m in metrics)
+    startup = sum(m.get("timing/startup_to_first_step_s", 0.0) for m in metrics)
     conc = study.max_concurrent
     print(f"{datetime.date.today()} {platform.node()} {os.cpu_count()} CPUs, {args.config}: {len(runs)} trials, max_concurrent {conc}")
     print(f"ray.init                                  {ray_init_s:8.1f} s")
@@ -60,8 +61,9 @@ def main() -> None:
     print(f"sum of trials' start-up (submit->step 1)  {startup:8.1f} s   / concurrency {conc} = {startup / conc:.1f} s")
     for name, run in sorted(runs.items()):
         m = run["metrics"]
-        parts = ", ".join(f"{k.removeprefix('startup_')}={m[k]:.1f}" for k in sorted(m) if k.startswith("startup_"))
-        print(f"  {name}: train {m.get('train_time_s', float('nan')):.1f} s; start-up {parts}")
+        parts = ", ".join(f"{k.removeprefix('timing/startup_')}={m[k]:.1f}" for k in sorted(m)
+                          if k.startswith("timing/startup_"))
+        print(f"  {name}: train {m.get('timing/train_time_s', float('nan')):.1f} s; start-up {parts}")
     rest = study_s - (train + startup) / conc
     print(f"rest (Tune, Optuna, MLflow, teardown)     {rest:8.1f} s")
     print(f"ratio wall / (training / concurrency)     {study_s / (train / conc):8.2f}")

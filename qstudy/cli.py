@@ -66,9 +66,11 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="host memory of one node in GiB: offload presets must fit it (default: not checked)")
     plan.set_defaults(func=_cmd_plan)
 
-    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store")
+    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store; print (and open) its runs page")
     ui.add_argument("file", help="study YAML (its tracking.uri is opened)")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--no-browser", dest="browser", action="store_false",
+                    help="only print the links (default: open the runs page where a desktop browser is)")
     ui.set_defaults(func=_cmd_ui)
     return parser
 
@@ -130,16 +132,54 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
     from qstudy.config import load_study_config
     from qstudy.study import study_paths
-    from qstudy.tracking import is_server_uri, ui_command
+    from qstudy.tracking import is_server_uri, study_links, ui_base_url, ui_command
 
     study = load_study_config(args.file, check_paths=False)
     uri = study_paths(study)["tracking_uri"]
+    links = study_links(uri, study.experiment_name, study.name, ui_base_url(uri, args.port))
+    page = links.get("runs", links["ui"])
+    for name in ("runs", "compare", "study"):
+        if name in links:
+            print(f"  {name + ':':9s}{links[name]}")
     if is_server_uri(uri):
-        print(f"{args.file}: tracking store is the MLflow server {uri}: open it in a browser")
+        print(f"{args.file}: tracking store is the MLflow server {uri}: its UI is at {page}")
+        _open_in_browser(page, args.browser)
         return 0
-    command = ui_command(uri, port=args.port)
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C to stop)")
-    return subprocess.call(command)
+    print(f"MLflow UI for {uri} at {links['ui']} (Ctrl-C to stop); the study's runs: {page}", flush=True)
+    ui = subprocess.Popen(ui_command(uri, port=args.port))
+    try:
+        if args.browser and _wait_for(links["ui"], ui):
+            _open_in_browser(page, args.browser)
+        return ui.wait()
+    except KeyboardInterrupt:
+        ui.terminate()
+        return ui.wait()
+
+
+def _wait_for(url: str, process, timeout_s: float = 60.0) -> bool:
+    """Whether the UI at ``url`` answered its health check before ``process`` ended."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def _open_in_browser(url: str, wanted: bool) -> None:
+    """Opens ``url`` where a desktop browser is (macOS, Windows, or a Linux X11/Wayland
+    session); on a server or over SSH only the printed link is left."""
+    import os
+    import webbrowser
+
+    desktop = sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if wanted and desktop:
+        webbrowser.open(url)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -5,16 +5,21 @@ Tune callback), workers never touch the store, so the embedded default
 ``sqlite:///mlruns.db`` is safe and a cluster can point at an ``mlflow server`` on the
 head node instead. The layout in MLflow::
 
-    experiment <experiment>
+    experiment <experiment>   tag mlflow.experimentKind=custom_model_development (MLflow 3's
+                              "Model training" kind: the UI opens on the runs, not on traces);
+                              tag mlflow.sharedViewState.<key> per study (:meth:`share_view`)
       run <study>             tags qstudy.role=study, qstudy.study=<study>
                               params: the study file flattened; artifacts study.yaml, space.json,
                               summary.txt; at the end best_<metric> metrics, qstudy.best.* tags
+                              and the description (mlflow.note.content, markdown)
         run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status (qstudy.arm,
                               qstudy.phase)
-                              params: searched values (short names) + trial config (dotted names)
+                              params: the trial config flattened, every setting once under its
+                              dotted name (optimizer.quantum_weight, quantum.n_qubits)
                               (+ arm: the arm of a comparison or confirm trial; a confirm trial
                               is tagged qstudy.phase=confirm)
-                              metrics per step; artifact trial_config.json
+                              metrics per step, named by :func:`mlflow_metric_name` (cost
+                              figures under timing/, system/, trial/); artifact trial_config.json
 
 Re-running a study reuses its parent run and the child run of every trial id it has seen
 (never a duplicate run), and metric steps repeated after a worker restart are logged once.
@@ -50,6 +55,9 @@ __all__ = [
     "TrackingError",
     "absolute_tracking_uri",
     "is_server_uri",
+    "mlflow_metric_name",
+    "study_links",
+    "ui_base_url",
     "ui_command",
 ]
 
@@ -81,6 +89,22 @@ _TAG_ARM = "qstudy.arm"
 _PARAM_ARM = "arm"
 _TAG_PHASE = "qstudy.phase"
 _TAG_PARENT = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
+_TAG_OBJECTIVE = "qstudy.objective"
+_TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+# What MLflow 3's UI reads to open an experiment on its runs ("Model training") rather than
+# on traces (GenAI): the ExperimentKind values of mlflow/server/js (experimentKind tag).
+_TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+_MODEL_DEVELOPMENT = "custom_model_development"
+# A view of the runs page (columns, filter, order) the UI loads from an experiment tag
+# when the URL carries viewStateShareKey=<key> (the UI's own "Share" button writes these).
+_TAG_SHARED_VIEW = "mlflow.sharedViewState."
+_DEFAULT_UI_PORT = 5000
+
+# Metric groups: MLflow's chart view puts each prefix before "/" in a section of its own
+# ("system/" in "System metrics"), the rest first in "Model metrics". Tune, Optuna and the
+# worker keep the plain names; only the MLflow store uses these (mlflow_metric_name).
+_TIMING_NAMES = ("tokens_per_s",)
+_TRIAL_FACTS = ("resumed_from_step", "model_parameters", "aer_parity")
 
 
 class TrackingError(QStudyError):
@@ -102,27 +126,37 @@ class StudyTracker:
             artifacts go to ``mlartifacts/`` next to the database file, not to the
             working directory.
         study: the study name: the parent run's name and the prefix of every trial run.
+        objective: the study's objective metric (``eval_loss``): logged first in a trial's
+            first batch that holds it, so that MLflow's compare view, which plots the first
+            metric a run lists, lands on it; kept in the parent's tag ``qstudy.objective``.
+        read_only: attach to an existing experiment without creating or tagging it
+            (:func:`study_links`).
 
     Raises:
-        TrackingError: the experiment exists but is deleted.
+        TrackingError: the experiment exists but is deleted; read-only, it does not exist.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, study: str):
+    def __init__(
+        self, tracking_uri: str, experiment: str, study: str, objective: str | None = None, read_only: bool = False
+    ):
         from mlflow import MlflowClient
 
         self.tracking_uri = absolute_tracking_uri(tracking_uri)
         self.experiment = experiment
         self.study = study
+        self.objective = objective
         # A client bound to this URI: no global mlflow.set_tracking_uri state.
         self.client: MlflowClient = MlflowClient(self.tracking_uri)
-        self.experiment_id = self._experiment_id()
+        self.experiment_id = self._experiment_id(create=not read_only)
         self.parent_run_id: str | None = None
         self._trials: dict[str, str] = {}  # trial id -> run id
         self._last_steps: dict[str, dict[str, int]] = {}  # trial id -> metric -> last step logged
 
     # -- study -------------------------------------------------------------------------
 
-    def start_study(self, params: Mapping[str, Any], artifacts: Mapping[str, str | bytes]) -> str:
+    def start_study(
+        self, params: Mapping[str, Any], artifacts: Mapping[str, str | bytes], tags: Mapping[str, str] | None = None
+    ) -> str:
         """Start the study's parent run, or reuse it (RUNNING again) on a resumed study.
 
         Args:
@@ -132,6 +166,8 @@ class StudyTracker:
                 ``qstudy.changed_params``.
             artifacts: artifact file name -> text or bytes, e.g. ``{"study.yaml": text,
                 "space.json": json_text}``; overwritten on reuse.
+            tags: set (again) on the parent run: what may change between runs of a study,
+                e.g. ``qstudy.optuna_storage``.
 
         Returns:
             The parent run id.
@@ -148,7 +184,9 @@ class StudyTracker:
         self.parent_run_id = parent.info.run_id
 
         new, changed = _new_params(parent.data.params, _flatten(params))
-        tags = {_TAG_STATUS: "running"}
+        tags = {_TAG_STATUS: "running", **(tags or {})}
+        if self.objective:
+            tags[_TAG_OBJECTIVE] = self.objective
         if changed:
             tags["qstudy.changed_params"] = ", ".join(sorted(changed))
         self._log_batch(self.parent_run_id, params=new, tags=tags)
@@ -182,7 +220,9 @@ class StudyTracker:
             closed.append(trial_id)
         return sorted(closed)
 
-    def finish_study(self, best: Mapping[str, Any] | None, summary: str, status: str = "FINISHED") -> None:
+    def finish_study(
+        self, best: Mapping[str, Any] | None, summary: str, status: str = "FINISHED", description: str | None = None
+    ) -> None:
         """Record the best trial and the summary on the parent run and end it.
 
         Args:
@@ -198,6 +238,8 @@ class StudyTracker:
                 ``control_<metric>``, the control's mean over the same seeds).
             summary: the summary table, saved as artifact ``summary.txt``.
             status: the parent run's final MLflow status: FINISHED, FAILED or KILLED.
+            description: markdown, the parent run's description in the MLflow UI (tag
+                ``mlflow.note.content``), replaced on every finish.
 
         Raises:
             TrackingError: unknown status, or ``best`` without trial_id, metric and value.
@@ -211,6 +253,8 @@ class StudyTracker:
             )
         parent_id = self._require_parent()
         tags: dict[str, str] = {_TAG_STATUS: status.lower()}
+        if description is not None:
+            tags[_TAG_NOTE] = description
         metrics: dict[str, Any] = {}
         if best is not None:
             trial_id = str(best["trial_id"])
@@ -220,7 +264,7 @@ class StudyTracker:
             tags["qstudy.best_metric"] = str(best["metric"])
             metrics[f"best_{best['metric']}"] = best["value"]
             for key, value in (best.get("metrics") or {}).items():
-                metrics.setdefault(f"best_{key}", value)
+                metrics.setdefault(_prefixed(mlflow_metric_name(key), "best_"), value)
             tags.update({f"qstudy.best.{key}": value for key, value in _flatten(best.get("params") or {}).items()})
             if best.get("arm") is not None:  # a confirmed best: an arm's mean over the confirm seeds
                 tags["qstudy.best_arm"] = str(best["arm"])
@@ -247,10 +291,12 @@ class StudyTracker:
         Args:
             trial_id: the trial's id, unique in the study.
             params: the searched values, keyed by their dotted path in the trial config
-                (``optimizer.lr``). Logged under the last part (``lr``) when that is unique
-                among the searched keys and names no other config entry, else dotted.
+                (``optimizer.lr``); logged under that name, once: a searched key the config
+                holds keeps the config's value (the one the trial ran with).
             config: the full trial config (nested); logged flattened with dotted keys and
-                saved as artifact ``trial_config.json``.
+                saved as artifact ``trial_config.json``. Every setting is one param under
+                one name: the UI's pickers, ``params."optimizer.quantum_weight" > 0.3``
+                and ``mlflow.search_runs`` columns name it the same way.
             arm: the trial's arm in a comparison study or a confirm phase: logged as param
                 ``arm`` (to compare and group runs by in the UI) and tag ``qstudy.arm`` (to
                 search by).
@@ -266,7 +312,7 @@ class StudyTracker:
         """
         parent_id = self._require_parent()
         flat_config = _flatten(config)
-        wanted = {**_searched_names(params, flat_config), **flat_config}
+        wanted = {**_flatten(params), **flat_config}
         arm_tags = {} if arm is None else {_TAG_ARM: str(arm)}
         if phase is not None:
             arm_tags[_TAG_PHASE] = str(phase)
@@ -311,7 +357,10 @@ class StudyTracker:
         lands. Values: ints and floats (numpy scalars too); NaN is logged as NaN and ±inf
         as NaN too (a diverged trial's loss is evidence, and its ``qstudy.status`` says
         why; a SQL store would clamp inf to 1.8e308 and flatten the charts); strings,
-        bools, None and other types are skipped. Names outside MLflow's alphabet get ``_``.
+        bools, None and other types are skipped. Names are :func:`mlflow_metric_name`'s
+        (``step_time_s`` -> ``timing/step_time_s``); outside MLflow's alphabet a
+        character becomes ``_``. The objective comes first in the batch, then the
+        top-level metrics, then the prefixed ones.
 
         Raises:
             TrackingError: the trial has no run (:meth:`start_trial` first).
@@ -321,7 +370,8 @@ class StudyTracker:
             self._last_steps[trial_id] = self._logged_steps(self.client.get_run(run_id))
         last = self._last_steps[trial_id]
         step = int(step)
-        fresh = {key: value for key, value in _numeric(metrics).items() if step > last.get(key, -sys.maxsize)}
+        named = {mlflow_metric_name(key): value for key, value in _numeric(metrics).items()}
+        fresh = {key: value for key, value in _ordered(named, self.objective) if step > last.get(key, -sys.maxsize)}
         if not fresh:
             return
         self._log_batch(run_id, metrics=fresh, step=step)
@@ -387,6 +437,57 @@ class StudyTracker:
             )
         return runs
 
+    # -- the MLflow UI -----------------------------------------------------------------
+
+    def share_view(self, params: list[str]) -> str:
+        """Store the study's view of the runs page as an experiment tag; return its key.
+
+        The view lists the study's trial runs (not the parent with its trials folded
+        under it), ordered by the objective, with a column per param of ``params``, the
+        objective and ``qstudy.status``. MLflow's UI loads it for a URL with
+        ``viewStateShareKey=<key>`` (:func:`runs_page_url`); it is the state its own
+        "Share" button stores (``mlflow.sharedViewState.<key>``), as plain JSON.
+
+        Args:
+            params: the params to show, as logged: the searched keys
+                (``optimizer.quantum_weight``), or a comparison's ``arm`` and ``seed``.
+        """
+        key = _view_key(self.study)
+        columns = [f"params.`{_name(name)}`" for name in params]
+        if self.objective:
+            columns.append(f"metrics.`{mlflow_metric_name(self.objective)}`")
+        columns.append(f"tags.`{_TAG_STATUS}`")
+        state: dict[str, Any] = {
+            "searchFilter": _trials_filter(self.study),
+            "selectedColumns": columns,
+            "runsHiddenMode": "SHOW_ALL",  # the charts show every trial, not the first 10
+        }
+        if self.objective:
+            state.update(orderByKey=f"metrics.`{mlflow_metric_name(self.objective)}`", orderByAsc=True)
+        self.client.set_experiment_tag(self.experiment_id, _TAG_SHARED_VIEW + key, json.dumps(state))
+        return key
+
+    def ui_links(self, base_url: str, view_key: str | None = None) -> dict[str, str]:
+        """The study's pages in the MLflow UI at ``base_url`` (:func:`ui_base_url`).
+
+        Returns:
+            ``{"runs": runs page of the study's trials, "compare": compare view of the
+            trials that logged the objective (all trials when none did or no objective
+            is known), "study": the parent run's page}``; ``compare`` is missing when the
+            study has no trial run, ``study`` before :meth:`start_study`.
+        """
+        links = {"runs": runs_page_url(base_url, self.experiment_id, view_key)}
+        if self.parent_run_id is not None:
+            links["study"] = run_page_url(base_url, self.experiment_id, self.parent_run_id)
+        runs = self.trial_runs() if self.parent_run_id is not None else {}
+        objective = mlflow_metric_name(self.objective) if self.objective else None
+        compared = [r["run_id"] for _, r in sorted(runs.items()) if objective in r["metrics"]] or [
+            r["run_id"] for _, r in sorted(runs.items())
+        ]
+        if compared:
+            links["compare"] = compare_url(base_url, self.experiment_id, compared)
+        return links
+
     # -- reading a study back (the report) ---------------------------------------------
 
     def open_study(self) -> str:
@@ -432,15 +533,26 @@ class StudyTracker:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _experiment_id(self) -> str:
+    def _experiment_id(self, create: bool = True) -> str:
         experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is None and not create:
+            raise TrackingError(f"MLflow store {self.tracking_uri} has no experiment {self.experiment!r}")
         if experiment is None:
-            return self.client.create_experiment(self.experiment, artifact_location=_artifact_location(self.tracking_uri, self.experiment))
+            return self.client.create_experiment(
+                self.experiment,
+                artifact_location=_artifact_location(self.tracking_uri, self.experiment),
+                tags={_TAG_EXPERIMENT_KIND: _MODEL_DEVELOPMENT},
+            )
         if experiment.lifecycle_stage != "active":
             raise TrackingError(
                 f"MLflow experiment {self.experiment!r} is deleted in {self.tracking_uri}: "
                 f"restore it (mlflow experiments restore --experiment-id {experiment.experiment_id}) or use another name"
             )
+        # An experiment of an older qstudy, or one the UI guessed a kind for
+        # (``..._inferred``): a kind a user picked in the UI is kept.
+        kind = experiment.tags.get(_TAG_EXPERIMENT_KIND)
+        if create and (kind is None or kind.endswith("_inferred")):
+            self.client.set_experiment_tag(experiment.experiment_id, _TAG_EXPERIMENT_KIND, _MODEL_DEVELOPMENT)
         return experiment.experiment_id
 
     def _require_parent(self) -> str:
@@ -544,21 +656,41 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def _searched_names(params: Mapping[str, Any], flat_config: Mapping[str, str]) -> dict[str, str]:
-    """Searched values under the name the config gives them: ``optimizer.lr`` -> ``lr``.
+def mlflow_metric_name(key: str) -> str:
+    """The name a trial's metric has in MLflow: start-up and cost figures under a prefix.
 
-    The last part is used only when no other searched key ends the same way
-    (``quantum.n_qubits`` vs ``optimizer.n_qubits``) and it names no other config entry
-    (a top-level ``seed`` vs a searched ``train.seed``); otherwise the dotted name.
+    ==========================================================  ==========================
+    worker / Tune name                                           MLflow name
+    ==========================================================  ==========================
+    ``startup_*``, ``*_time_s``, ``*_time_share``, ``tokens_per_s``  ``timing/<name>``
+    ``gpu_*`` (``gpu_max_memory_allocated_gib``)                 ``system/<name>``
+    ``resumed_from_step``, ``model_parameters``, ``aer_parity``   ``trial/<name>``
+    the rest (``eval_loss``, ``train_loss``, ``lr``, ...)          unchanged
+    ==========================================================  ==========================
+
+    Names already holding a ``/`` are kept (``timing/control/step_s``).
     """
-    flat = _flatten(params)
-    last_parts = [key.rsplit(".", 1)[-1] for key in flat]
-    named = {}
-    for key, value in flat.items():
-        short = key.rsplit(".", 1)[-1]
-        clash = last_parts.count(short) > 1 or (short != key and short in flat_config)
-        named[key if clash else short] = value
-    return named
+    if "/" in key:
+        return key
+    if key.startswith("startup_") or key.endswith(("_time_s", "_time_share")) or key in _TIMING_NAMES:
+        return f"timing/{key}"
+    if key.startswith("gpu_"):
+        return f"system/{key}"
+    if key in _TRIAL_FACTS:
+        return f"trial/{key}"
+    return key
+
+
+def _prefixed(name: str, prefix: str) -> str:
+    """``prefix`` on the last part: ``timing/step_time_s`` -> ``timing/best_step_time_s``."""
+    group, sep, last = name.rpartition("/")
+    return f"{group}{sep}{prefix}{last}"
+
+
+def _ordered(metrics: Mapping[str, float], objective: str | None) -> list[tuple[str, float]]:
+    """The objective first, then the top-level names, then the prefixed ones (each sorted)."""
+    first = mlflow_metric_name(objective) if objective else None
+    return sorted(metrics.items(), key=lambda item: (item[0] != first, "/" in item[0], item[0]))
 
 
 def _new_params(logged: Mapping[str, str], wanted: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -666,3 +798,63 @@ def ui_command(tracking_uri: str, port: int = 5000) -> list[str]:
         "--port", str(port),
         "--workers", "1",  # one user's UI: 4 uvicorn workers would only slow the start
     ]  # fmt: skip
+
+
+def ui_base_url(tracking_uri: str, port: int = _DEFAULT_UI_PORT) -> str:
+    """Where the study's MLflow UI is: the tracking server itself, or the local UI that
+    ``qstudy ui`` starts on 127.0.0.1:<port>."""
+    if is_server_uri(tracking_uri):
+        return tracking_uri.rstrip("/")
+    return f"http://127.0.0.1:{port}"
+
+
+def runs_page_url(base_url: str, experiment_id: str, view_key: str | None = None) -> str:
+    """The experiment's runs page in "Model training" mode (``workflowType=machine_learning``:
+    MLflow 3 otherwise opens on the GenAI overview), with a shared view (:meth:`StudyTracker.share_view`)."""
+    query = {"workflowType": "machine_learning"}
+    if view_key:
+        query["viewStateShareKey"] = view_key
+    return f"{base_url}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
+
+
+def run_page_url(base_url: str, experiment_id: str, run_id: str) -> str:
+    """A run's page (its description, params, metrics, artifacts)."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """MLflow's compare view of ``run_ids``: parallel coordinates, params and metrics side
+    by side. The UI reads ``runs`` and ``experiments`` as JSON lists."""
+    runs = urllib.parse.quote(json.dumps(list(run_ids), separators=(",", ":")))
+    experiments = urllib.parse.quote(json.dumps([str(experiment_id)], separators=(",", ":")))
+    return f"{base_url}/#/compare-runs?runs={runs}&experiments={experiments}"
+
+
+def _view_key(study: str) -> str:
+    return f"qstudy-{study}"
+
+
+def _trials_filter(study: str) -> str:
+    """MLflow's search filter for the study's trial runs (its parent run has no trial id).
+    A study name is ``[A-Za-z0-9_.-]+``: nothing to quote."""
+    return f"tags.`{_TAG_STUDY}` = '{study}' AND tags.`{_TAG_TRIAL}` LIKE '%'"
+
+
+def study_links(tracking_uri: str, experiment: str, study: str, base_url: str) -> dict[str, str]:
+    """The UI links of a study, read from the store without writing to it.
+
+    Returns:
+        ``{"ui": base_url}`` and, when the store holds the experiment,
+        :meth:`StudyTracker.ui_links`'s (with the study's shared view when stored).
+    """
+    try:
+        tracker = StudyTracker(tracking_uri, experiment, study, read_only=True)
+    except TrackingError:
+        return {"ui": base_url}
+    experiment_tags = tracker.client.get_experiment(tracker.experiment_id).tags
+    view_key = _view_key(study) if _TAG_SHARED_VIEW + _view_key(study) in experiment_tags else None
+    parent = tracker._find_parent()
+    if parent is not None:
+        tracker.parent_run_id = parent.info.run_id
+        tracker.objective = parent.data.tags.get(_TAG_OBJECTIVE)
+    return {"ui": base_url, **tracker.ui_links(base_url, view_key)}

@@ -95,7 +95,7 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
         baselines=[dict(b) for b in study.baselines],
         comparison=study.comparison_trials(),
     )
-    tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name)
+    tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name, objective=study.objective.metric)
     # Finished trials the MLflow store has no run of (it was deleted or replaced while
     # the Optuna study remained): read back and checked before the store is written.
     finished_trials = searcher.finished_trials()
@@ -121,7 +121,11 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
             "study.yaml": Path(source).read_text() if Path(source).is_file() else json.dumps(study.model_dump(mode="json")),
             "space.json": json.dumps({k: v.model_dump(mode="json") for k, v in study.space.items()}, indent=2),
         },
+        # Where the rest of the study lives; a tag, since a resumed study may run from elsewhere.
+        tags={"qstudy.optuna_storage": paths["optuna_url"], "qstudy.output": paths["output"],
+              "qstudy.study_file": str(Path(source).resolve())},
     )
+    view_key = tracker.share_view(_columns(study))
     # Runs a killed driver left RUNNING: closed as killed, unless Optuna already holds
     # the trial's fate (the driver died between telling Optuna and ending the run).
     finished = {trial_id: trial["status"] for trial_id, trial in finished_trials.items()}
@@ -159,9 +163,9 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
                 _fit(study, searcher, paths, remaining, _scheduler(study, CONFIRM_PHASE), [tracking, progress],
                      suffix="-confirm")
 
-    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results, selection)
+    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results, selection, view_key)
     printer(summary["text"])
-    tracker.finish_study(summary["best"], summary["text"])
+    tracker.finish_study(summary["best"], summary["text"], description=summary["description"])
     return summary
 
 
@@ -253,21 +257,25 @@ def _columns(study) -> list[str]:
     return columns
 
 
-def _summary(study, searcher, tracker, paths, source: str, columns, results, selection=None) -> dict[str, Any]:
-    """The closing summary: the trial table(s), the best line, where everything is.
+def _summary(study, searcher, tracker, paths, source: str, columns, results, selection=None,
+             view_key: str | None = None) -> dict[str, Any]:
+    """The closing summary: the trial table(s), the best line, where everything is, the
+    links to the study in the MLflow UI; and the same as markdown, the parent run's
+    description in the UI.
 
     ``selection``: the confirm phase's arms when it ran (None: no confirm phase, or the
     search is not finished); the confirm trials then get their own table, and the best is
     the confirmed one (``_confirm.rank_confirmed``), not the search's luckiest trial.
 
     Returns:
-        ``{"trials": [...], "best": {...} | None, "text", "tracking_uri", "output"}``;
-        a confirm trial's row has ``"phase": "confirm"`` and its ``arm``.
+        ``{"trials": [...], "best": {...} | None, "text", "description" (markdown),
+        "links" (:meth:`StudyTracker.ui_links`), "tracking_uri", "output"}``; a confirm
+        trial's row has ``"phase": "confirm"`` and its ``arm``.
     """
     from qstudy.study._callbacks import format_table
     from qstudy.study._confirm import confirm_trials, rank_confirmed, top_arms
     from qstudy.study._searcher import ARM_ATTR, PHASE_ATTR, trial_name
-    from qstudy.tracking import is_server_uri, ui_command
+    from qstudy.tracking import is_server_uri, ui_base_url
 
     metric = study.objective.metric
     runs = tracker.trial_runs()
@@ -300,10 +308,11 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results, sel
         b = pick(complete, key=lambda r: r[metric])
         best = {"trial_id": b["trial"], "metric": metric, "value": b[metric], "params": {k: b.get(k) for k in study.space}}
     uri = paths["tracking_uri"]
+    links = tracker.ui_links(ui_base_url(uri), view_key)
     if is_server_uri(uri):
-        ui = f"open {uri} in a browser (experiment {study.experiment_name!r})"
+        ui = f"the tracking server {uri} (experiment {study.experiment_name!r})"
     else:
-        ui = f"qstudy ui {source}    # runs: {' '.join(ui_command(uri))}"
+        ui = f"qstudy ui {source}    (serves the store on 127.0.0.1:5000), then open"
     lines = [
         "",
         f"study {study.name}: {len([r for r in search if r['status'] != 'running'])}/{study.num_samples} trials",
@@ -334,13 +343,70 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results, sel
                     "search_best_trial_id": best["trial_id"] if best else None}
     else:
         lines.append(_best_line(study, best, metric))
+    verdict = lines[-1]
     lines += [
         f"MLflow store: {uri}",
         f"Optuna storage: {paths['optuna_url']}",
         f"Ray output: {paths['output']}",
         f"MLflow UI: {ui}",
+        *(f"  {name + ':':9s}{links[name]}" for name in ("runs", "compare", "study") if name in links),
     ]
-    return {"trials": rows, "best": best, "text": "\n".join(lines), "tracking_uri": uri, "output": paths["output"]}
+    description = _description(study, search, confirm, columns, runs, tracker, paths, source, verdict, view_key)
+    return {"trials": rows, "best": best, "text": "\n".join(lines), "description": description, "links": links,
+            "tracking_uri": uri, "output": paths["output"]}
+
+
+def _description(study, search, confirm, columns, runs, tracker, paths, source: str, verdict: str,
+                 view_key: str | None) -> str:
+    """The parent run's description (markdown, MLflow renders it on the run's page): the
+    trial table(s) linked to the trials' runs, the best trial or the confirmed best against
+    the control, and where the rest of the study is. Links are relative to the UI, so
+    they hold on any host and port."""
+    from qstudy.study._searcher import trial_name
+
+    metric = study.objective.metric
+    links = tracker.ui_links("", view_key)
+    run_ids = {tid: run["run_id"] for tid, run in runs.items()}
+
+    def table(rows, cols) -> list[str]:
+        head = ["trial", "status", *(f"`{c}`" for c in cols), "step", metric]
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in sorted(rows, key=lambda r: r["trial"]):
+            tid = r["trial"]
+            cell = f"[{tid}](/#/experiments/{tracker.experiment_id}/runs/{run_ids[tid]})" if tid in run_ids else tid
+            values = [_md(r.get(c)) for c in [*cols, "step", metric]]
+            out.append("| " + " | ".join([cell, str(r["status"]), *values]) + " |")
+        return out
+
+    lines = [f"## Study `{study.name}`: {study.objective.mode} `{metric}`", ""]
+    if study.is_comparison:
+        lines.append(f"Arms {', '.join(f'`{a}`' for a in study.arms)} x seeds {', '.join(map(str, study.seeds))}.")
+    else:
+        lines.append(f"Searched: {', '.join(f'`{k}`' for k in study.space)} ({study.sampler.type} sampler, "
+                     f"{study.scheduler.type} scheduler, {study.num_samples} trials).")
+    lines += ["", *table(search, columns), ""]
+    if confirm:
+        lines += ["Confirm trials (fresh seeds):", "", *table(confirm, _confirm_columns(columns)), ""]
+    lines.append(f"**{verdict}**")
+    control = next((r for r in search if r["trial"] == trial_name(0)), None) if study.baselines else None
+    if control is not None and not confirm:
+        lines.append(f"\nControl (the first baseline, {trial_name(0)}): {metric} = {_md(control.get(metric))}.")
+    lines += [
+        "",
+        f"- [the study's trials]({links['runs']})",
+        *([f"- [compare the trials]({links['compare']})"] if "compare" in links else []),
+        f"- the report's figures: artifacts `report/` of this run, written by `qstudy report {source}`",
+        f"- study file: artifact `study.yaml`; searched space: artifact `space.json`",
+        f"- Optuna storage: `{paths['optuna_url']}`; Ray output: `{paths['output']}`",
+    ]
+    return "\n".join(lines)
+
+
+def _md(value) -> str:
+    """A table cell: numbers as in the text table, ``|`` escaped."""
+    from qstudy.study._callbacks import _fmt
+
+    return _fmt(value).replace("|", "\\|")
 
 
 def _confirmed_line(ranked: list[dict[str, Any]], search_best, metric: str) -> str:

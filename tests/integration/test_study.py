@@ -27,13 +27,15 @@ def test_three_trial_study_end_to_end(tmp_path):
         assert run.data.tags["qstudy.status"] == "completed"
         assert run.info.status == "FINISHED"
         assert len(run.data.tags["qstudy.worker_nodes"]) == 56  # one Ray node id (hex)
-        assert "quantum_weight" in run.data.params and "optimizer.lr" in run.data.params
+        assert "optimizer.quantum_weight" in run.data.params and "optimizer.lr" in run.data.params
+        assert "quantum_weight" not in run.data.params  # one name per setting, the dotted one
+        assert "timing/step_time_s" in run.data.metrics and "step_time_s" not in run.data.metrics
         history = client.get_metric_history(run.info.run_id, "eval_loss")
         assert [m.step for m in history] == sorted({m.step for m in history})  # once per step
         assert {3, 6} <= {m.step for m in history}
         assert client.get_metric_history(run.info.run_id, "train_loss")
     baseline = [r for r in children if r.info.run_name == "e2e/trial_0000"][0]
-    assert float(baseline.data.params["quantum_weight"]) == 0.0  # the AdamW control ran first
+    assert float(baseline.data.params["optimizer.quantum_weight"]) == 0.0  # the AdamW control ran first
     best = parents[0].data.tags.get("qstudy.best_trial_id")
     assert best in {r.data.tags["qstudy.trial_id"] for r in children}
 

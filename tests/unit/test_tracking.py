@@ -17,6 +17,9 @@ from qstudy.tracking import (
     TrackingError,
     absolute_tracking_uri,
     is_server_uri,
+    mlflow_metric_name,
+    study_links,
+    ui_base_url,
     ui_command,
 )
 
@@ -86,27 +89,26 @@ def test_parent_and_two_trial_runs(new_tracker, tmp_path):
     assert child.data.tags["mlflow.parentRunId"] == parent_id
     assert child.data.tags["qstudy.trial_id"] == "t1" and child.data.tags["qstudy.status"] == "completed"
     params = child.data.params
-    # Searched values under the names the config uses, and the whole config dotted.
-    assert {k: params[k] for k in ("lr", "quantum_weight", "n_qubits", "circuit_depth")} == {
-        "lr": "0.003", "quantum_weight": "0.5", "n_qubits": "4", "circuit_depth": "2"
+    # The whole config dotted: every setting once, under its full name, searched or not.
+    assert {k: params[k] for k in SEARCHED} == {
+        "optimizer.lr": "0.003", "optimizer.quantum_weight": "0.5", "quantum.n_qubits": "4", "quantum.circuit_depth": "2"
     }  # fmt: skip
-    assert params["optimizer.lr"] == "0.003" and params["quantum.enabled"] == "True" and params["seed"] == "0"
-    assert child.data.metrics == {"train_loss": 2.0, "tokens_per_s": 123.0}
+    assert params["quantum.enabled"] == "True" and params["seed"] == "0"
+    assert not {"lr", "quantum_weight", "n_qubits", "circuit_depth"} & set(params)  # no short second names
+    assert child.data.metrics == {"train_loss": 2.0, "timing/tokens_per_s": 123.0}
     saved = json.loads(Path(client.download_artifacts(runs["t1"]["run_id"], "trial_config.json", str(tmp_path))).read_text())
     assert saved["optimizer"] == {"lr": 3e-3, "quantum_weight": 0.5}
 
 
-def test_searched_names_fall_back_to_dotted_when_ambiguous(new_tracker):
+def test_each_setting_is_one_param_under_its_dotted_name(new_tracker):
     tracker = new_tracker()
     tracker.start_study({}, {})
     config = {"seed": 0, "quantum": {"n_qubits": 4}, "optimizer": {"n_qubits": 2, "lr": 0.1}, "train": {"seed": 7}}
-    searched = {"quantum.n_qubits": 4, "optimizer.n_qubits": 2, "optimizer.lr": 0.1, "train.seed": 7}
+    searched = {"quantum.n_qubits": 4, "optimizer.n_qubits": 2, "optimizer.lr": 0.1, "train.seed": 7, "data.extra": 1}
     tracker.start_trial("t0", searched, config)
     params = tracker.trial_runs()["t0"]["params"]
-    assert "n_qubits" not in params  # two searched keys end in n_qubits
-    assert params["quantum.n_qubits"] == "4" and params["optimizer.n_qubits"] == "2"
-    assert params["lr"] == "0.1"
-    assert params["seed"] == "0" and params["train.seed"] == "7"  # the top-level seed keeps its name
+    assert params == {"seed": "0", "quantum.n_qubits": "4", "optimizer.n_qubits": "2", "optimizer.lr": "0.1",
+                      "train.seed": "7", "data.extra": "1"}  # a searched key the config lacks is logged too
 
 
 def test_resume_reuses_parent_and_trial_runs(new_tracker):
@@ -141,8 +143,9 @@ def test_trial_cannot_change_its_config(new_tracker):
     tracker = new_tracker()
     tracker.start_study({}, {})
     tracker.start_trial("t0", SEARCHED, CONFIG)
-    with pytest.raises(TrackingError, match=r"trial paper/t0: .*lr: logged '0\.003', got '0\.1'") as err:
-        tracker.start_trial("t0", {**SEARCHED, "optimizer.lr": 0.1}, CONFIG)
+    changed = {**CONFIG, "optimizer": {**CONFIG["optimizer"], "lr": 0.1}}
+    with pytest.raises(TrackingError, match=r"trial paper/t0: .*optimizer\.lr: logged '0\.003', got '0\.1'") as err:
+        tracker.start_trial("t0", {**SEARCHED, "optimizer.lr": 0.1}, changed)
     assert isinstance(err.value, QStudyError)
 
 
@@ -267,6 +270,7 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
     parent = tracker.client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics == {"best_eval_loss": 0.25, "best_accuracy": 0.5}
+    assert "mlflow.note.content" not in parent.data.tags  # no description given: none set
     tags = parent.data.tags
     assert (tags["qstudy.best_trial_id"], tags["qstudy.best_metric"], tags["qstudy.best.lr"]) == ("t1", "eval_loss", "0.003")
     assert tags["qstudy.best_run_id"] == tracker.trial_runs()["t1"]["run_id"]
@@ -412,3 +416,119 @@ def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
     assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
         "top_1", "top_1", "confirm")
     assert "phase" not in run.data.params
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [
+        ("eval_loss", "eval_loss"), ("train_loss", "train_loss"), ("mean_train_loss", "mean_train_loss"),
+        ("lr", "lr"), ("initial_eval_loss", "initial_eval_loss"), ("perturbation_to_adam_ratio", "perturbation_to_adam_ratio"),
+        ("step_time_s", "timing/step_time_s"), ("tokens_per_s", "timing/tokens_per_s"),
+        ("train_time_s", "timing/train_time_s"), ("startup_imports_s", "timing/startup_imports_s"),
+        ("optimizer_time_share", "timing/optimizer_time_share"),
+        ("quantum_attention_forward_time_share", "timing/quantum_attention_forward_time_share"),
+        ("gpu_max_memory_allocated_gib", "system/gpu_max_memory_allocated_gib"),
+        ("resumed_from_step", "trial/resumed_from_step"), ("model_parameters", "trial/model_parameters"),
+        ("aer_parity", "trial/aer_parity"), ("timing/control/step_s", "timing/control/step_s"),
+    ],
+)
+def test_mlflow_metric_names_group_cost_figures(key, name):
+    assert mlflow_metric_name(key) == name
+
+
+def test_objective_is_logged_first_and_groups_after_the_top_level(store):
+    tracker = StudyTracker(store, "ordered", "paper", objective="eval_loss")
+    tracker.start_study({}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    tracker.log_metrics("t0", {"resumed_from_step": 0, "step_time_s": 0.5, "train_loss": 2.0, "eval_loss": 1.5}, step=3)
+    run = tracker.client.get_run(tracker.trial_runs()["t0"]["run_id"])
+    # MLflow's compare view plots the first metric the run lists: the store keeps the order logged.
+    assert list(run.data.metrics) == ["eval_loss", "train_loss", "timing/step_time_s", "trial/resumed_from_step"]
+    assert tracker.client.get_run(tracker.parent_run_id).data.tags["qstudy.objective"] == "eval_loss"
+
+
+def test_experiment_is_model_development_and_shares_the_study_view(store):
+    client = MlflowClient(absolute_tracking_uri(store))
+    old = client.create_experiment("older", tags={"mlflow.experimentKind": "genai_development_inferred"})
+    client.create_experiment("picked", tags={"mlflow.experimentKind": "genai_development"})
+    tracker = StudyTracker(store, "older", "paper", objective="eval_loss")
+    assert tracker.experiment_id == old
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's guess replaced
+    StudyTracker(store, "picked", "paper")
+    assert client.get_experiment_by_name("picked").tags["mlflow.experimentKind"] == "genai_development"  # a choice kept
+    fresh = StudyTracker(store, "fresh", "paper")
+    assert client.get_experiment(fresh.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+    key = tracker.share_view(["optimizer.quantum_weight", "quantum.n_qubits"])
+    assert key == "qstudy-paper"
+    state = json.loads(client.get_experiment(old).tags["mlflow.sharedViewState.qstudy-paper"])
+    assert state == {
+        "searchFilter": "tags.`qstudy.study` = 'paper' AND tags.`qstudy.trial_id` LIKE '%'",
+        "selectedColumns": ["params.`optimizer.quantum_weight`", "params.`quantum.n_qubits`", "metrics.`eval_loss`",
+                            "tags.`qstudy.status`"],
+        "runsHiddenMode": "SHOW_ALL", "orderByKey": "metrics.`eval_loss`", "orderByAsc": True,
+    }  # fmt: skip
+    # The filter the view applies finds the trials, not the parent run.
+    tracker.start_study({}, {})
+    tracker.start_trial("t0", SEARCHED, CONFIG)
+    found = client.search_runs([old], state["searchFilter"])
+    assert [r.data.tags["qstudy.trial_id"] for r in found] == ["t0"]
+
+
+def test_ui_links_point_at_the_ui_and_the_trials(store):
+    tracker = StudyTracker(store, "links", "paper", objective="eval_loss")
+    parent_id = tracker.start_study({}, {})
+    for trial_id in ("t0", "t1", "t2"):
+        tracker.start_trial(trial_id, SEARCHED, CONFIG)
+    tracker.log_metrics("t0", {"eval_loss": 1.0}, step=1)
+    tracker.log_metrics("t2", {"eval_loss": 2.0}, step=1)
+    runs = tracker.trial_runs()
+    eid = tracker.experiment_id
+    key = tracker.share_view(list(SEARCHED))
+    base = ui_base_url(store, port=5055)
+    assert base == "http://127.0.0.1:5055" and ui_base_url("http://head:5000/") == "http://head:5000"
+    links = tracker.ui_links(base, key)
+    assert links["runs"] == f"{base}/#/experiments/{eid}/runs?workflowType=machine_learning&viewStateShareKey=qstudy-paper"
+    assert links["study"] == f"{base}/#/experiments/{eid}/runs/{parent_id}"
+    # t1 logged no objective: the compare view would drop the objective for every run.
+    ids = "%2C".join(f"%22{runs[t]['run_id']}%22" for t in ("t0", "t2"))
+    assert links["compare"] == f"{base}/#/compare-runs?runs=%5B{ids}%5D&experiments=%5B%22{eid}%22%5D"
+    # Read back without writing, as `qstudy ui` does: the same links.
+    assert study_links(store, "links", "paper", base) == {"ui": base, **links}
+    assert study_links(store, "no-such-experiment", "paper", base) == {"ui": base}
+    assert MlflowClient(absolute_tracking_uri(store)).get_experiment_by_name("no-such-experiment") is None
+
+
+def test_the_readmes_filters_find_trials_by_their_dotted_params(store):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    tracker = StudyTracker(store, "filters", "smoke", objective="eval_loss")
+    tracker.start_study({}, {})
+    for trial_id, weight in (("trial_0000", 0.0), ("trial_0001", 0.5)):
+        tracker.start_trial(trial_id, {"optimizer.quantum_weight": weight},
+                            {**CONFIG, "optimizer": {"lr": 3e-3, "quantum_weight": weight}})
+        tracker.log_metrics(trial_id, {"eval_loss": 1 + weight, "step_time_s": 0.1}, step=1)
+    found = tracker.client.search_runs(
+        [tracker.experiment_id],
+        "tags.`qstudy.study` = 'smoke' and params.`optimizer.quantum_weight` = '0.5' and metrics.eval_loss < 9",
+    )
+    assert [r.data.tags["qstudy.trial_id"] for r in found] == ["trial_0001"]
+    found = tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" != '0.5'")
+    assert [r.data.tags["qstudy.trial_id"] for r in found] == ["trial_0000"]
+    with pytest.raises(MlflowException, match="Expected a quoted string value for parameter"):
+        tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" > 0.3")
+    with pytest.raises(MlflowException, match="Invalid comparator '>'"):
+        tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" > '0.3'")
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    try:
+        runs = mlflow.search_runs(
+            experiment_names=["filters"],
+            filter_string="tags.`qstudy.study` = 'smoke' and tags.`qstudy.trial_id` LIKE 'trial_%'",
+            order_by=["metrics.eval_loss ASC"],
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    runs = runs[runs["params.optimizer.quantum_weight"].astype(float) > 0.3]
+    assert list(runs["tags.qstudy.trial_id"]) == ["trial_0001"]
+    assert list(runs["metrics.timing/step_time_s"]) == [0.1]

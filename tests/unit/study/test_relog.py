@@ -106,7 +106,7 @@ def test_relogged_trials_are_logged_like_live_ones(tmp_path):
     assert {t: (r["status"], r["run_status"]) for t, r in runs.items()} == {
         "trial_0000": ("completed", "FINISHED"), "trial_0001": ("failed", "FAILED")
     }
-    assert runs["trial_0000"]["params"] == {"lr": "0.5", "optimizer.lr": "0.5", "seed": "0"}
+    assert runs["trial_0000"]["params"] == {"optimizer.lr": "0.5", "seed": "0"}  # each setting once, dotted
     history = tracker.client.get_metric_history(runs["trial_0000"]["run_id"], "eval_loss")
     assert sorted((m.step, m.value) for m in history) == [(2, 3.0), (4, 2.0)]
     assert len(tracker.client.get_metric_history(runs["trial_0000"]["run_id"], "train_loss")) == 4

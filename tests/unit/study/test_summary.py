@@ -35,3 +35,13 @@ def test_a_comparison_summary_has_arm_and_seed_columns_and_no_best(tmp_path):
     assert header.split() == ["trial", "status", "arm", "seed", "quantum_weight", "step", "eval_loss", "elapsed_s"]
     assert lines[lines.index(header) + 2].split()[:5] == ["trial_0001", "completed", "sgd", "4", "0.5"]
     assert "arms: sgd, control x seeds 4, 5; compare each arm with control seed for seed" in summary["text"]
+    # The same as markdown, the parent run's description; links relative to the UI.
+    md = summary["description"]
+    assert "| trial | status | `arm` | `seed` | `optimizer.quantum_weight` | step | eval_loss |" in md.splitlines()
+    assert "| trial_0001 | completed | sgd | 4 | 0.5 | - | 1.5 |" in md.splitlines()  # no result, no step
+    assert "**arms: sgd, control x seeds 4, 5; compare each arm with control seed for seed" in md
+    eid = tracker.experiment_id
+    assert f"- [the study's trials](/#/experiments/{eid}/runs?workflowType=machine_learning)" in md.splitlines()
+    # The terminal gets the UI's links at 127.0.0.1:5000 (what `qstudy ui` serves).
+    assert f"  runs:    http://127.0.0.1:5000/#/experiments/{eid}/runs?workflowType=machine_learning" in lines
+    assert summary["links"]["study"] == f"http://127.0.0.1:5000/#/experiments/{eid}/runs/{tracker.parent_run_id}"
