@@ -99,6 +99,7 @@ _MODEL_DEVELOPMENT = "custom_model_development"
 # when the URL carries viewStateShareKey=<key> (the UI's own "Share" button writes these).
 _TAG_SHARED_VIEW = "mlflow.sharedViewState."
 _DEFAULT_UI_PORT = 5000
+_MAX_COMPARED = 50  # runs in a compare link: its URL stays printable, the view readable
 
 # Metric groups: MLflow's chart view puts each prefix before "/" in a section of its own
 # ("system/" in "System metrics"), the rest first in "Model metrics". Tune, Optuna and the
@@ -295,7 +296,7 @@ class StudyTracker:
                 holds keeps the config's value (the one the trial ran with).
             config: the full trial config (nested); logged flattened with dotted keys and
                 saved as artifact ``trial_config.json``. Every setting is one param under
-                one name: the UI's pickers, ``params."optimizer.quantum_weight" > 0.3``
+                one name: the UI's pickers, ``params.`optimizer.quantum_weight` = '0.5'``
                 and ``mlflow.search_runs`` columns name it the same way.
             arm: the trial's arm in a comparison study or a confirm phase: logged as param
                 ``arm`` (to compare and group runs by in the UI) and tag ``qstudy.arm`` (to
@@ -473,8 +474,8 @@ class StudyTracker:
         Returns:
             ``{"runs": runs page of the study's trials, "compare": compare view of the
             trials that logged the objective (all trials when none did or no objective
-            is known), "study": the parent run's page}``; ``compare`` is missing when the
-            study has no trial run, ``study`` before :meth:`start_study`.
+            is known; the first 50), "study": the parent run's page}``; ``compare`` is
+            missing when the study has no trial run, ``study`` before :meth:`start_study`.
         """
         links = {"runs": runs_page_url(base_url, self.experiment_id, view_key)}
         if self.parent_run_id is not None:
@@ -485,7 +486,7 @@ class StudyTracker:
             r["run_id"] for _, r in sorted(runs.items())
         ]
         if compared:
-            links["compare"] = compare_url(base_url, self.experiment_id, compared)
+            links["compare"] = compare_url(base_url, self.experiment_id, compared[:_MAX_COMPARED])
         return links
 
     # -- reading a study back (the report) ---------------------------------------------

@@ -356,6 +356,9 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results, sel
             "tracking_uri": uri, "output": paths["output"]}
 
 
+_DESCRIPTION_ROWS = 25  # a row with its link is ~150 characters; MLflow keeps 8000 of a tag
+
+
 def _description(study, search, confirm, columns, runs, tracker, paths, source: str, verdict: str,
                  view_key: str | None) -> str:
     """The parent run's description (markdown, MLflow renders it on the run's page): the
@@ -384,7 +387,14 @@ def _description(study, search, confirm, columns, runs, tracker, paths, source: 
     else:
         lines.append(f"Searched: {', '.join(f'`{k}`' for k in study.space)} ({study.sampler.type} sampler, "
                      f"{study.scheduler.type} scheduler, {study.num_samples} trials).")
-    lines += ["", *table(search, columns), ""]
+    shown = search
+    if len(search) > _DESCRIPTION_ROWS:  # the best trials and the control
+        pick = sorted((r for r in search if r.get(metric) is not None), key=lambda r: r[metric],
+                      reverse=study.objective.mode == "max")[:_DESCRIPTION_ROWS]
+        shown = pick + [r for r in search if r["trial"] == trial_name(0) and r not in pick]
+    lines += ["", *table(shown, columns), ""]
+    if len(shown) < len(search):
+        lines += [f"({len(search) - len(shown)} more trials on the runs page: the {len(shown)} best are shown)", ""]
     if confirm:
         lines += ["Confirm trials (fresh seeds):", "", *table(confirm, _confirm_columns(columns)), ""]
     lines.append(f"**{verdict}**")
@@ -396,7 +406,7 @@ def _description(study, search, confirm, columns, runs, tracker, paths, source: 
         f"- [the study's trials]({links['runs']})",
         *([f"- [compare the trials]({links['compare']})"] if "compare" in links else []),
         f"- the report's figures: artifacts `report/` of this run, written by `qstudy report {source}`",
-        f"- study file: artifact `study.yaml`; searched space: artifact `space.json`",
+        "- study file: artifact `study.yaml`; searched space: artifact `space.json`",
         f"- Optuna storage: `{paths['optuna_url']}`; Ray output: `{paths['output']}`",
     ]
     return "\n".join(lines)

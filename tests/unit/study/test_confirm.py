@@ -285,8 +285,13 @@ def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_pat
             "top_1 mean 1.5 (control 2.1, seeds 101, 102)") in text
     assert "\nbest: " not in text
 
-    tracker.finish_study(best, text)
+    tracker.finish_study(best, text, description=summary["description"])
     parent = tracker.client.get_run(tracker.parent_run_id).data
+    # The parent run's description in the MLflow UI: both tables and the confirmed best, as markdown.
+    md = parent.tags["mlflow.note.content"]
+    assert md == summary["description"] and md.startswith("## Study `search`: min `eval_loss`")
+    assert "Confirm trials (fresh seeds):" in md and "| trial_0006 | completed | top_2 | 101 |" in md
+    assert "**confirmed best: top_2 (trial_0002's configuration) mean eval_loss=1.3" in md
     assert parent.tags["qstudy.best_arm"] == "top_2" and parent.tags["qstudy.best_trial_id"] == "trial_0002"
     assert parent.tags["qstudy.search_best_trial_id"] == "trial_0001"
     assert parent.metrics["best_eval_loss"] == pytest.approx(1.3)
