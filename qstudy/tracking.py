@@ -54,8 +54,11 @@ __all__ = [
     "StudyTracker",
     "TrackingError",
     "absolute_tracking_uri",
+    "compare_url",
     "is_server_uri",
     "mlflow_metric_name",
+    "run_page_url",
+    "runs_page_url",
     "study_links",
     "ui_base_url",
     "ui_command",
@@ -809,18 +812,23 @@ def ui_base_url(tracking_uri: str, port: int = _DEFAULT_UI_PORT) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+# MLflow 3's UI shows a page in its GenAI or its "Model training" mode by the URL's
+# workflowType, else by what the browser last chose (GenAI, at first).
+_MODEL_TRAINING = {"workflowType": "machine_learning"}
+
+
 def runs_page_url(base_url: str, experiment_id: str, view_key: str | None = None) -> str:
-    """The experiment's runs page in "Model training" mode (``workflowType=machine_learning``:
-    MLflow 3 otherwise opens on the GenAI overview), with a shared view (:meth:`StudyTracker.share_view`)."""
-    query = {"workflowType": "machine_learning"}
+    """The experiment's runs page in "Model training" mode (MLflow 3 otherwise opens on the
+    GenAI overview), with a shared view (:meth:`StudyTracker.share_view`)."""
+    query = dict(_MODEL_TRAINING)
     if view_key:
         query["viewStateShareKey"] = view_key
     return f"{base_url}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
 
 
 def run_page_url(base_url: str, experiment_id: str, run_id: str) -> str:
-    """A run's page (its description, params, metrics, artifacts)."""
-    return f"{base_url}/#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page (its description, params, metrics, artifacts), in "Model training" mode."""
+    return f"{base_url}/#/experiments/{experiment_id}/runs/{run_id}?{urllib.parse.urlencode(_MODEL_TRAINING)}"
 
 
 def compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
@@ -828,7 +836,7 @@ def compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
     by side. The UI reads ``runs`` and ``experiments`` as JSON lists."""
     runs = urllib.parse.quote(json.dumps(list(run_ids), separators=(",", ":")))
     experiments = urllib.parse.quote(json.dumps([str(experiment_id)], separators=(",", ":")))
-    return f"{base_url}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{base_url}/#/compare-runs?runs={runs}&experiments={experiments}&{urllib.parse.urlencode(_MODEL_TRAINING)}"
 
 
 def _view_key(study: str) -> str:

@@ -366,6 +366,7 @@ def _description(study, search, confirm, columns, runs, tracker, paths, source: 
     the control, and where the rest of the study is. Links are relative to the UI, so
     they hold on any host and port."""
     from qstudy.study._searcher import trial_name
+    from qstudy.tracking import run_page_url
 
     metric = study.objective.metric
     links = tracker.ui_links("", view_key)
@@ -376,7 +377,7 @@ def _description(study, search, confirm, columns, runs, tracker, paths, source: 
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in sorted(rows, key=lambda r: r["trial"]):
             tid = r["trial"]
-            cell = f"[{tid}](/#/experiments/{tracker.experiment_id}/runs/{run_ids[tid]})" if tid in run_ids else tid
+            cell = f"[{tid}]({run_page_url('', tracker.experiment_id, run_ids[tid])})" if tid in run_ids else tid
             values = [_md(r.get(c)) for c in [*cols, "step", metric]]
             out.append("| " + " | ".join([cell, str(r["status"]), *values]) + " |")
         return out

@@ -140,8 +140,12 @@ def test_the_ui_shows_the_trials_the_compare_view_and_the_description(tmp_path):
         browser.save_screenshot(str(shots["compare"]))
 
         browser.get(links["study"])
-        _wait_text(browser, ["trial_0000", "trial_0002", "best:"])
+        _wait_text(browser, ["Description", "trial_0000"])
         from selenium.webdriver.common.by import By
+
+        for button in browser.find_elements(By.XPATH, "//*[normalize-space(text())='Show more']"):
+            button.click()  # the UI folds a long description
+        _wait_text(browser, ["trial_0000", "trial_0002", "best:"])
 
         tables = [t.text for t in browser.find_elements(By.TAG_NAME, "table")]
         summary = [t for t in tables if "trial_0001" in t and "eval_loss" in t]

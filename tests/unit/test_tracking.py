@@ -489,10 +489,11 @@ def test_ui_links_point_at_the_ui_and_the_trials(store):
     assert base == "http://127.0.0.1:5055" and ui_base_url("http://head:5000/") == "http://head:5000"
     links = tracker.ui_links(base, key)
     assert links["runs"] == f"{base}/#/experiments/{eid}/runs?workflowType=machine_learning&viewStateShareKey=qstudy-paper"
-    assert links["study"] == f"{base}/#/experiments/{eid}/runs/{parent_id}"
+    assert links["study"] == f"{base}/#/experiments/{eid}/runs/{parent_id}?workflowType=machine_learning"
     # t1 logged no objective: the compare view would drop the objective for every run.
     ids = "%2C".join(f"%22{runs[t]['run_id']}%22" for t in ("t0", "t2"))
-    assert links["compare"] == f"{base}/#/compare-runs?runs=%5B{ids}%5D&experiments=%5B%22{eid}%22%5D"
+    assert links["compare"] == (f"{base}/#/compare-runs?runs=%5B{ids}%5D&experiments=%5B%22{eid}%22%5D"
+                                "&workflowType=machine_learning")
     # Read back without writing, as `qstudy ui` does: the same links.
     assert study_links(store, "links", "paper", base) == {"ui": base, **links}
     assert study_links(store, "no-such-experiment", "paper", base) == {"ui": base}

@@ -44,4 +44,5 @@ def test_a_comparison_summary_has_arm_and_seed_columns_and_no_best(tmp_path):
     assert f"- [the study's trials](/#/experiments/{eid}/runs?workflowType=machine_learning)" in md.splitlines()
     # The terminal gets the UI's links at 127.0.0.1:5000 (what `qstudy ui` serves).
     assert f"  runs:    http://127.0.0.1:5000/#/experiments/{eid}/runs?workflowType=machine_learning" in lines
-    assert summary["links"]["study"] == f"http://127.0.0.1:5000/#/experiments/{eid}/runs/{tracker.parent_run_id}"
+    assert summary["links"]["study"] == (f"http://127.0.0.1:5000/#/experiments/{eid}/runs/{tracker.parent_run_id}"
+                                         "?workflowType=machine_learning")
