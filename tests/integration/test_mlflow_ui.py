@@ -103,7 +103,9 @@ def test_the_ui_shows_the_trials_the_compare_view_and_the_description(tmp_path):
         tmp_path, "ui",
         space={"optimizer.quantum_weight": {"type": "float", "low": 0.1, "high": 1.0},
                "quantum.circuit_depth": {"type": "int", "low": 1, "high": 2}},
-        **{"trial.quantum.enabled": True},
+        # λ on every coordinate, so that the trials' losses differ (scope leading perturbs
+        # coordinates whose gradient is ~0 here, as in the smoke study).
+        **{"trial.quantum.enabled": True, "trial.optimizer.response": "sin", "trial.optimizer.scope": "all"},
     )  # fmt: skip
     proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=900)
@@ -133,6 +135,13 @@ def test_the_ui_shows_the_trials_the_compare_view_and_the_description(tmp_path):
 
         browser.get(links["compare"])
         text = _wait_text(browser, ["Parallel Coordinates", *SEARCHED, "eval_loss"])
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        # The plot draws after the runs load: its axes carry the params' names.
+        WebDriverWait(browser, PAGE_TIMEOUT_S).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .parcoords, .js-plotly-plot svg"))
+        time.sleep(2)
         for name in SEARCHED:
             short = name.rsplit(".", 1)[-1]
             assert _exact(browser, short) == 0, f"{short}: a second name of {name} on the compare view"
@@ -141,7 +150,6 @@ def test_the_ui_shows_the_trials_the_compare_view_and_the_description(tmp_path):
 
         browser.get(links["study"])
         _wait_text(browser, ["Description", "trial_0000"])
-        from selenium.webdriver.common.by import By
 
         for button in browser.find_elements(By.XPATH, "//*[normalize-space(text())='Show more']"):
             button.click()  # the UI folds a long description
@@ -162,5 +170,6 @@ def test_the_ui_shows_the_trials_the_compare_view_and_the_description(tmp_path):
             os.killpg(ui.pid, signal.SIGKILL)
             ui.wait()
     if os.environ.get("QSTUDY_UPDATE_DOCS") == "1":
+        (REPO / "docs" / "images").mkdir(parents=True, exist_ok=True)
         for shot in shots.values():
             shutil.copy(shot, REPO / "docs" / "images" / shot.name)
