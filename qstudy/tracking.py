@@ -10,8 +10,10 @@ head node instead. The layout in MLflow::
                               tag mlflow.sharedViewState.<key> per study (:meth:`share_view`)
       run <study>             tags qstudy.role=study, qstudy.study=<study>
                               params: the study file flattened; artifacts study.yaml, space.json,
-                              summary.txt; at the end best_<metric> metrics, qstudy.best.* tags
-                              and the description (mlflow.note.content, markdown)
+                              summary.txt; tags qstudy.objective, qstudy.optuna_storage,
+                              qstudy.output, qstudy.study_file; at the end best_<metric>
+                              metrics, qstudy.best.* tags and the description
+                              (mlflow.note.content, markdown)
         run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status (qstudy.arm,
                               qstudy.phase)
                               params: the trial config flattened, every setting once under its
