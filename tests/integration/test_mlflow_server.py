@@ -96,7 +96,7 @@ def test_study_through_a_tracking_server(tmp_path):
             "t0": ("completed", "FINISHED"),
             "t1": ("diverged", "FINISHED"),
         }
-        assert runs["t0"]["params"]["lr"] == "0.003" and runs["t0"]["params"]["quantum.n_qubits"] == "4"
+        assert runs["t0"]["params"]["optimizer.lr"] == "0.003" and runs["t0"]["params"]["quantum.n_qubits"] == "4"
         assert math.isnan(runs["t0"]["metrics"]["eval_loss"])
         client = MlflowClient(url)
         history = client.get_metric_history(runs["t1"]["run_id"], "train_loss")
