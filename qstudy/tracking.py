@@ -96,6 +96,7 @@ _TAG_PHASE = "qstudy.phase"
 _TAG_PARENT = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 _TAG_OBJECTIVE = "qstudy.objective"
 _TAG_NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
+_REPORT_HEADING = "## The report (`qstudy report`)"  # where the report's part of the description starts
 # What MLflow 3's UI reads to open an experiment on its runs ("Model training") rather than
 # on traces (GenAI): the ExperimentKind values of mlflow/server/js (experimentKind tag).
 _TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -530,6 +531,25 @@ class StudyTracker:
     def log_study_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         """Log metrics on the parent run (the report's own measurements) at ``step``."""
         self._log_batch(self._require_parent(), metrics=_numeric(metrics), step=int(step))
+
+    def set_report_description(self, section: str) -> None:
+        """Put ``section`` (markdown, from ``qstudy report``) at the end of the parent run's
+        description, in place of the one an earlier report put there; the sweep's part is
+        kept. A later ``finish_study`` (a resumed sweep) writes the description afresh,
+        without the report's section, which then no longer describes every trial.
+
+        MLflow keeps 8000 characters of a tag: where both parts do not fit, the sweep's
+        part is cut at a line and says where the rest is.
+        """
+        parent_id = self._require_parent()
+        current = self.client.get_run(parent_id).data.tags.get(_TAG_NOTE, "")
+        kept = ("\n\n" + current).split("\n\n" + _REPORT_HEADING)[0].strip()
+        tail = "\n\n" + _REPORT_HEADING + "\n\n" + section.strip()
+        if len(kept) + len(tail) > _MAX_TAG_CHARS:
+            cut = "\n\n(cut here to fit the report below: the whole trial table is artifact `summary.txt`)"
+            room = max(0, _MAX_TAG_CHARS - len(tail) - len(cut))
+            kept = kept[:room].rsplit("\n", 1)[0] + cut if room else ""
+        self.client.set_tag(parent_id, _TAG_NOTE, (kept + tail).lstrip()[:_MAX_TAG_CHARS])
 
     def log_study_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Save files on the parent run: artifact path (``report/report.md``) -> text or bytes."""

@@ -2,7 +2,7 @@
 
 Writes ``report.md``, ``report.json`` (every number of the report) and PNG figures into
 ``<output>/report/``, logs them as artifacts of the study's MLflow parent run (under
-``report/``), and returns the main table for the terminal. The per-step cost of each arm
+``report/``), adds the arm tables and verdicts to that run's description, and returns the main table for the terminal. The per-step cost of each arm
 is measured here, paired in one process (``_timing``), and logged on the parent run
 (metrics ``timing/<arm>/step_s``, tag ``qstudy.timing``) before it is read back like
 every other number.
@@ -41,7 +41,7 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
     from qstudy.report._analysis import analyse
     from qstudy.report._figures import write_figures
     from qstudy.report._read import read_study
-    from qstudy.report._render import arm_table, render_markdown
+    from qstudy.report._render import arm_table, description_section, render_markdown
     from qstudy.report._timing import TIMING_METHOD
     from qstudy.study import study_paths
     from qstudy.tracking import StudyTracker, is_server_uri
@@ -88,6 +88,7 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
         "report/report.json": (out / "report.json").read_text(),
         **{f"report/figures/{name}": (out / "figures" / name).read_bytes() for name in figures},
     })
+    tracker.set_report_description(description_section(header, numbers))
     for phase, arms in numbers["arms"].items():
         if arms:
             printer(_text_table(*arm_table(arms, record.metric), title=f"study {study.name}: arms ({phase})"))

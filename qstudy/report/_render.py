@@ -158,3 +158,20 @@ def render_markdown(header: dict[str, Any], numbers: dict[str, Any], figures: li
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
+
+
+def description_section(header: dict[str, Any], numbers: dict[str, Any]) -> str:
+    """The report's part of the parent run's description (MLflow renders it on the run's
+    page): the arm tables and the claims' verdicts, short enough to sit under the sweep's
+    trial table; the rest is in the artifacts."""
+    metric = numbers["objective"]["metric"]
+    lines = [f"Written {header['date']} (qstudy commit `{header['commit']}`) on {header['machine']}.", ""]
+    for phase, arms in numbers["arms"].items():
+        if arms:
+            lines += [f"Arms against the control ({phase}), 95% Student-t intervals over seeds:", ""]
+            lines += _markdown_table(*arm_table(arms, metric)) + [""]
+    if numbers["claims"]:
+        lines += ["The paper's claims:", ""]
+        lines += [f"- {c['text']}: **{c['verdict']}**" for c in numbers["claims"]] + [""]
+    lines.append("The whole report, with the figures: artifacts `report/report.md` and `report/figures/` of this run.")
+    return "\n".join(lines)

@@ -202,3 +202,7 @@ def test_figures_decode_are_not_blank_and_are_on_the_parent_run(reported):
     assert {"report/report.md", "report/report.json", "report/figures"} <= logged
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "report/figures")} == {
         f"report/figures/{n}" for n in report["figures"]}
+    # The parent run's page tells the story: the sweep's description, then the report's arm table and verdicts.
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.index("## Study") < note.index("## The report (`qstudy report`)") < note.index("| arm | n |")
+    assert all(f"| {name} |" in note for name in report["arms"]["comparison"])

@@ -278,6 +278,27 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
     assert summary == "trial  eval_loss\nt1     0.25\n"
 
 
+def test_the_report_section_follows_the_sweeps_description_and_replaces_its_predecessor(new_tracker):
+    tracker = new_tracker()
+    parent_id = tracker.start_study({}, {})
+    tracker.finish_study(None, "", description="## Study `paper`\n\n| trial | loss |\n|---|---|\n| t0 | 0.5 |")
+    note = lambda: tracker.client.get_run(parent_id).data.tags["mlflow.note.content"]  # noqa: E731
+
+    tracker.set_report_description("first report")
+    assert note() == "## Study `paper`\n\n| trial | loss |\n|---|---|\n| t0 | 0.5 |\n\n## The report (`qstudy report`)\n\nfirst report"
+    tracker.set_report_description("second report")
+    assert note().count("## The report") == 1 and note().endswith("second report") and note().startswith("## Study `paper`")
+
+    tracker.finish_study(None, "", description="## Study `paper`, resumed")  # the report no longer describes every trial
+    assert note() == "## Study `paper`, resumed"
+    long_table = "## Study `paper`\n\n" + "\n".join(f"| t{i} | {i} |" for i in range(2000))
+    tracker.finish_study(None, "", description=long_table[:7990])
+    tracker.set_report_description("report " * 300)
+    text = note()
+    assert len(text) <= 8000 and text.startswith("## Study `paper`") and text.rstrip().endswith("report")
+    assert "the whole trial table is artifact `summary.txt`" in text
+
+
 def test_sqlite_artifacts_live_beside_the_database(new_tracker, store, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not where the artifacts go
     tracker = new_tracker()
