@@ -246,7 +246,8 @@ class StudyTracker:
             summary: the summary table, saved as artifact ``summary.txt``.
             status: the parent run's final MLflow status: FINISHED, FAILED or KILLED.
             description: markdown, the parent run's description in the MLflow UI (tag
-                ``mlflow.note.content``), replaced on every finish.
+                ``mlflow.note.content``), replaced on every finish; the section an
+                earlier ``qstudy report`` added stays below it (its date says when).
 
         Raises:
             TrackingError: unknown status, or ``best`` without trial_id, metric and value.
@@ -260,8 +261,9 @@ class StudyTracker:
             )
         parent_id = self._require_parent()
         tags: dict[str, str] = {_TAG_STATUS: status.lower()}
-        if description is not None:
-            tags[_TAG_NOTE] = description
+        if description is not None:  # a report written earlier stays below the new table
+            _, report_part = _description_parts(self.client.get_run(parent_id).data.tags.get(_TAG_NOTE, ""))
+            tags[_TAG_NOTE] = _description(description, report_part)
         metrics: dict[str, Any] = {}
         if best is not None:
             trial_id = str(best["trial_id"])
@@ -535,21 +537,10 @@ class StudyTracker:
     def set_report_description(self, section: str) -> None:
         """Put ``section`` (markdown, from ``qstudy report``) at the end of the parent run's
         description, in place of the one an earlier report put there; the sweep's part is
-        kept. A later ``finish_study`` (a resumed sweep) writes the description afresh,
-        without the report's section, which then no longer describes every trial.
-
-        MLflow keeps 8000 characters of a tag: where both parts do not fit, the sweep's
-        part is cut at a line and says where the rest is.
-        """
+        kept (and a later ``finish_study`` keeps the report's)."""
         parent_id = self._require_parent()
-        current = self.client.get_run(parent_id).data.tags.get(_TAG_NOTE, "")
-        kept = ("\n\n" + current).split("\n\n" + _REPORT_HEADING)[0].strip()
-        tail = "\n\n" + _REPORT_HEADING + "\n\n" + section.strip()
-        if len(kept) + len(tail) > _MAX_TAG_CHARS:
-            cut = "\n\n(cut here to fit the report below: the whole trial table is artifact `summary.txt`)"
-            room = max(0, _MAX_TAG_CHARS - len(tail) - len(cut))
-            kept = kept[:room].rsplit("\n", 1)[0] + cut if room else ""
-        self.client.set_tag(parent_id, _TAG_NOTE, (kept + tail).lstrip()[:_MAX_TAG_CHARS])
+        sweep_part, _ = _description_parts(self.client.get_run(parent_id).data.tags.get(_TAG_NOTE, ""))
+        self.client.set_tag(parent_id, _TAG_NOTE, _description(sweep_part, section))
 
     def log_study_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Save files on the parent run: artifact path (``report/report.md``) -> text or bytes."""
@@ -680,6 +671,25 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             flat[_name(dotted)] = _truncate(str(value), _MAX_PARAM_CHARS)
     return flat
+
+
+def _description_parts(text: str) -> tuple[str, str | None]:
+    """A parent run's description split into the sweep's part and the report's section (or None)."""
+    sweep_part, marker, report_part = ("\n\n" + text).partition("\n\n" + _REPORT_HEADING)
+    return sweep_part.strip(), (report_part.strip() if marker else None)
+
+
+def _description(sweep_part: str, report_part: str | None) -> str:
+    """The description from its parts. MLflow keeps 8000 characters of a tag: where both
+    do not fit, the sweep's part is cut at a line and says where the rest is."""
+    if report_part is None:
+        return sweep_part[:_MAX_TAG_CHARS]
+    tail = "\n\n" + _REPORT_HEADING + "\n\n" + report_part.strip()
+    if len(sweep_part) + len(tail) > _MAX_TAG_CHARS:
+        cut = "\n\n(cut here to fit the report below: the whole trial table is artifact `summary.txt`)"
+        room = max(0, _MAX_TAG_CHARS - len(tail) - len(cut))
+        sweep_part = sweep_part[:room].rsplit("\n", 1)[0] + cut if room else ""
+    return (sweep_part + tail).lstrip()[:_MAX_TAG_CHARS]
 
 
 def mlflow_metric_name(key: str) -> str:

@@ -66,7 +66,7 @@ def measure_step_times(study, arms: dict[str, dict[str, Any]], rounds: int, step
             total_bytes += 16 * sum(p.numel() for p in params)  # weights, grads, Adam's two moments
             if total_bytes > _MAX_TIMING_BYTES:
                 return {}, f"the arms' models need over {_MAX_TIMING_BYTES / 2**30:.0f} GiB side by side: not timed here"
-            optimizer = SuperpositionalAdamW(params, **trial.optimizer.model_dump(exclude={"warmup_steps"}))
+            optimizer = SuperpositionalAdamW(params, **trial.optimizer.optimizer_kwargs())
             setups[name] = _Stepper(trial, task, model, params, optimizer)
         for stepper in setups.values():
             for _ in range(warmup):

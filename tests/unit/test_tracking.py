@@ -278,7 +278,7 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
     assert summary == "trial  eval_loss\nt1     0.25\n"
 
 
-def test_the_report_section_follows_the_sweeps_description_and_replaces_its_predecessor(new_tracker):
+def test_the_report_section_follows_the_sweeps_description_and_outlives_a_resumed_sweep(new_tracker):
     tracker = new_tracker()
     parent_id = tracker.start_study({}, {})
     tracker.finish_study(None, "", description="## Study `paper`\n\n| trial | loss |\n|---|---|\n| t0 | 0.5 |")
@@ -289,8 +289,8 @@ def test_the_report_section_follows_the_sweeps_description_and_replaces_its_pred
     tracker.set_report_description("second report")
     assert note().count("## The report") == 1 and note().endswith("second report") and note().startswith("## Study `paper`")
 
-    tracker.finish_study(None, "", description="## Study `paper`, resumed")  # the report no longer describes every trial
-    assert note() == "## Study `paper`, resumed"
+    tracker.finish_study(None, "", description="## Study `paper`, resumed")  # a resumed sweep keeps the report
+    assert note() == "## Study `paper`, resumed\n\n## The report (`qstudy report`)\n\nsecond report"
     long_table = "## Study `paper`\n\n" + "\n".join(f"| t{i} | {i} |" for i in range(2000))
     tracker.finish_study(None, "", description=long_table[:7990])
     tracker.set_report_description("report " * 300)
