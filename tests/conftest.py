@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,3 +15,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# The real GSM8K splits live next to the repository (../shared/data/gsm8k), never in it.
+GSM8K_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gsm8k"
+
+
+@pytest.fixture(scope="session")
+def gsm8k_train_path():
+    path = GSM8K_DIR / "train.jsonl"
+    if not path.is_file():
+        pytest.skip(f"real GSM8K not present at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def gsm8k_test_path(gsm8k_train_path):
+    return gsm8k_train_path.with_name("test.jsonl")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """SmolLM2-135M-Instruct as a local HF checkpoint: converted once from the packaged
+    GGUF into the model cache (kept between runs), as ``qstudy models fetch`` does."""
+    from qstudy.checkpoints import fetch
+
+    return fetch("smollm2-135m-instruct")
