@@ -86,7 +86,7 @@ def _rank(out_path: str, layers: int, steps: int, tokens: int, sub_group_size: s
                                  eos_token_id=128001))()
     model = build_model(trial, task, deepspeed_config=config)
     optimizer = SuperpositionalAdamW([p for p in model.parameters() if p.requires_grad],
-                                     **trial.optimizer.model_dump(exclude={"warmup_steps"}))
+                                     **trial.optimizer.optimizer_kwargs())
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config, dist_init_required=False)
     bind_deepspeed(engine)
     wrapper = engine.optimizer

@@ -8,10 +8,11 @@ data, training schedule, DeepSpeed preset and resources. A study's `trial:` sect
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import ConfigModel, Item, Unchecked, format_line, load_yaml, touches, validate_partial
@@ -37,9 +38,21 @@ DEEPSPEED_PRESETS = ("zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3
 _Strict = ConfigModel
 
 
+def _expand(path: str) -> str:
+    """``~`` and ``$VAR`` / ``${VAR}`` expanded, so a study file can name a checkpoint in the
+    user's model cache or a data set by an environment variable; an unset variable stays
+    as written, and the path check says so."""
+    return os.path.expanduser(os.path.expandvars(path))
+
+
+LocalPath = Annotated[str, AfterValidator(_expand)]
+
+
 class ModelConfig(_Strict):
     preset: Literal[MODEL_PRESETS] = Field("llama-tiny", description="architecture; random init unless `path` is set")
-    path: str | None = Field(None, description="local HuggingFace checkpoint directory (config, weights, tokenizer)")
+    path: LocalPath | None = Field(
+        None, description="local HuggingFace checkpoint directory (config, weights, tokenizer); ~ and $VAR expand"
+    )
     num_hidden_layers: int | None = Field(
         None, ge=1, description="override the preset's depth (reduced-depth runs of a big preset's layer shapes)"
     )
@@ -75,6 +88,14 @@ class OptimizerConfig(_Strict):
     scope: Literal["leading", "all"] = Field("leading", description="which coordinates are perturbed")
     seed: int = Field(0, ge=0, description="seed of the gaussian response")
     warmup_steps: int = Field(0, ge=0, description="linear learning-rate warm-up steps")
+    lr_schedule: Literal["constant", "linear"] = Field(
+        "constant", description="after the warm-up: constant lr, or linear decay to 0 at train.max_steps"
+    )
+
+    def optimizer_kwargs(self) -> dict:
+        """The keyword arguments of ``SuperpositionalAdamW``: these settings less the lr
+        schedule, which the training loop applies per step."""
+        return self.model_dump(exclude={"warmup_steps", "lr_schedule"})
 
 
 class DataConfig(_Strict):
@@ -82,8 +103,8 @@ class DataConfig(_Strict):
         "synthetic_gsm8k", description="gsm8k: JSONL/HF-dataset files; synthetic_gsm8k: offline generator; "
         "classification: the paper's synthetic sequence classification (experiment 1)"
     )
-    train_path: str | None = Field(None, description="gsm8k: train JSONL file or saved HF dataset directory")
-    eval_path: str | None = Field(None, description="gsm8k: held-out JSONL file or HF dataset directory")
+    train_path: LocalPath | None = Field(None, description="gsm8k: train JSONL file or saved HF dataset directory; ~ and $VAR expand")
+    eval_path: LocalPath | None = Field(None, description="gsm8k: held-out JSONL file or HF dataset directory")
     train_examples: int | None = Field(None, ge=1, description="use the first N training examples (all if unset)")
     eval_examples: int = Field(64, ge=1, description="held-out examples for eval loss")
     generate_examples: int = Field(8, ge=0, description="held-out problems answered by greedy generation (GSM8K accuracy)")

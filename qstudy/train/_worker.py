@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["train_loop_per_worker", "CHECKPOINT_TAG", "eval_sums"]
+__all__ = ["train_loop_per_worker", "CHECKPOINT_TAG", "eval_sums", "learning_rate"]
 
 CHECKPOINT_TAG = "qstudy"
 FINAL_STATUS = "final_status.json"  # the only file of a status-only final checkpoint
@@ -69,7 +69,7 @@ class _Loop:
         built = time.time()
         optimizer = SuperpositionalAdamW(
             [p for p in model.parameters() if p.requires_grad],
-            **trial.optimizer.model_dump(exclude={"warmup_steps"}),
+            **trial.optimizer.optimizer_kwargs(),
         )
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)
         client = bind_deepspeed(engine)
@@ -226,10 +226,8 @@ class _Loop:
         return every > 0 and (step % every == 0 or last)
 
     def _set_lr(self, step: int) -> None:
-        warmup = self.trial.optimizer.warmup_steps
-        lr = self.trial.optimizer.lr * (min(1.0, step / warmup) if warmup else 1.0)
         for group in self.engine.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = learning_rate(self.trial, step)
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         flag = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self._comm_device())
@@ -304,6 +302,20 @@ class _Loop:
 
 
 _RNG_STATE = "rng_state_rank{rank}.pt"  # per rank: dropout and sampling continue as if never stopped
+
+
+def learning_rate(trial, step: int) -> float:
+    """The lr of optimizer step ``step`` (1-based): linear warm-up over
+    ``optimizer.warmup_steps`` (lr·step/warmup), then constant, or (``lr_schedule:
+    linear``) a linear decay that reaches 0 one step past ``train.max_steps``: the last
+    step runs at lr/(max_steps − warmup), as transformers' linear schedule does."""
+    opt, total = trial.optimizer, trial.train.max_steps
+    warmup = opt.warmup_steps
+    if warmup and step <= warmup:
+        return opt.lr * step / warmup
+    if opt.lr_schedule == "linear" and total > warmup:
+        return opt.lr * max(0.0, (total - step + 1) / (total - warmup))
+    return opt.lr
 
 
 @contextlib.contextmanager

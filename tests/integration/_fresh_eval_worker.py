@@ -49,7 +49,7 @@ def main(preset: str, out_path: str) -> None:
     with deepspeed.zero.GatheredParameters([m.quantum_gate for m in quantum], modifier_rank=0):
         for module in quantum:
             module.quantum_gate.data.fill_(GATE)
-    optimizer = SuperpositionalAdamW([p for p in model.parameters() if p.requires_grad], **trial.optimizer.model_dump(exclude={"warmup_steps"}))
+    optimizer = SuperpositionalAdamW([p for p in model.parameters() if p.requires_grad], **trial.optimizer.optimizer_kwargs())
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)
     bind_deepspeed(engine)
 

@@ -18,7 +18,7 @@ trial:
   train: {max_steps: 20}
 """
 
-OPTIMIZER_KEYS = "lr, betas, eps, weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps"
+OPTIMIZER_KEYS = "lr, betas, eps, weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps, lr_schedule"
 
 
 def _write(tmp_path, text, name="study.yaml"):

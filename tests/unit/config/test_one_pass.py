@@ -23,7 +23,7 @@ trial:
 tracking: {uri: sqlite:///x.db}
 """
 
-OPTIMIZER_KEYS = "lr, betas, eps, weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps"
+OPTIMIZER_KEYS = "lr, betas, eps, weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps, lr_schedule"
 PRESETS = "'llama-tiny', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3.1-8b' or 'llama-3.1-70b'"
 
 

@@ -196,9 +196,9 @@ def test_space_keys_must_name_trial_settings(tmp_path):
     )
     assert _problems(path) == [
         f"{path}: space.optimizer.quantum_wieght: unknown trial setting; allowed under optimizer: lr, betas, eps, "
-        "weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps",
+        "weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps, lr_schedule",
         f"{path}: space.optimizer: names the section optimizer, not a setting; allowed under optimizer: lr, betas, eps, "
-        "weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps",
+        "weight_decay, quantum_weight, n_qubits, circuit_depth, response, scope, seed, warmup_steps, lr_schedule",
         f"{path}: space.optimizer.lr.x: unknown trial setting; optimizer.lr is a setting, not a section",
         f"{path}: space.lam: unknown trial setting; allowed at the top level: seed, or a dotted key into model, "
         "quantum, optimizer, data, train, deepspeed, resources (e.g. optimizer.lr)",

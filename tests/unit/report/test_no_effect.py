@@ -44,7 +44,7 @@ def _train(study, arm: str) -> TrialRecord:
     torch.manual_seed(0)
     model = build_model(trial, task)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = SuperpositionalAdamW(params, **trial.optimizer.model_dump(exclude={"warmup_steps"}))
+    optimizer = SuperpositionalAdamW(params, **trial.optimizer.optimizer_kwargs())
     optimizer.measure_perturbation = True
     stepper = _Stepper(trial, task, model, params, optimizer)
     losses, nonzero, perturbed = [], [], []

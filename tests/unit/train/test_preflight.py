@@ -38,3 +38,23 @@ def test_model_path_missing_or_not_llama(tmp_path):
     trial = TrialConfig.model_validate({"model": {"path": str(tmp_path / "empty")}})
     (problem,) = check_paths(trial, "s.yaml")
     assert "config.json is missing: not a HuggingFace checkpoint" in problem
+
+
+def test_paths_expand_home_and_variables_and_say_which_variable_is_unset(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GSM8K_DIR", str(tmp_path / "gsm8k"))
+    monkeypatch.delenv("QSTUDY_NOT_SET", raising=False)
+    trial = TrialConfig.model_validate({"model": {"path": "~/models/x"},
+                                        "data": {"task": "gsm8k", "train_path": "${GSM8K_DIR}/train.jsonl",
+                                                 "eval_path": "$QSTUDY_NOT_SET/test.jsonl"}})
+    assert trial.model.path == f"{tmp_path}/models/x" and trial.data.train_path == f"{tmp_path}/gsm8k/train.jsonl"
+    problems = check_paths(trial, "s.yaml")
+    assert problems[1] == ("s.yaml: data.eval_path: no such file or directory, got '$QSTUDY_NOT_SET/test.jsonl' "
+                           "(environment variable QSTUDY_NOT_SET not set)")
+
+
+def test_a_packaged_models_missing_checkpoint_says_how_to_fetch_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSTUDY_MODEL_CACHE", str(tmp_path / "cache"))
+    trial = TrialConfig.model_validate({"model": {"path": str(tmp_path / "cache" / "smollm2-135m-instruct")}})
+    (problem,) = check_paths(trial, "s.yaml")
+    assert problem.endswith(": make it with `qstudy models fetch smollm2-135m-instruct` (or `make models`)")
