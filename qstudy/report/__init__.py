@@ -41,7 +41,7 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
     from qstudy.report._analysis import analyse
     from qstudy.report._figures import write_figures
     from qstudy.report._read import read_study
-    from qstudy.report._render import arm_table, description_section, render_markdown
+    from qstudy.report._render import arm_table, description_section, render_markdown, verdict_text
     from qstudy.report._timing import TIMING_METHOD
     from qstudy.study import study_paths
     from qstudy.tracking import StudyTracker, is_server_uri
@@ -93,7 +93,7 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
         if arms:
             printer(_text_table(*arm_table(arms, record.metric), title=f"study {study.name}: arms ({phase})"))
     for claim in numbers["claims"]:
-        printer(f"  claim: {claim['text']}: {claim['verdict']}")
+        printer(f"  claim: {claim['text']}: {verdict_text(claim)}")
     printer(f"report: {out / 'report.md'} (and report.json, figures/; also on MLflow run {record.parent_run_id})")
     return report
 

@@ -291,7 +291,10 @@ def _size_note(measured: Interval, claimed: float | None) -> dict[str, Any]:
     if claimed is None or measured.half_width is None:
         return {}
     inside = measured.low <= claimed <= measured.high
-    return {"claimed_size_within_interval": inside}
+    out: dict[str, Any] = {"claimed_size_within_interval": inside}
+    if not inside:  # which side of the interval the paper's size is on
+        out["claimed_size_is"] = "larger" if abs(claimed) > max(abs(measured.low), abs(measured.high)) else "smaller"
+    return out
 
 
 def _best_arm(claim, completed: dict[str, dict[int, TrialRecord]]) -> dict[str, Any]:

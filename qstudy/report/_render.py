@@ -85,7 +85,16 @@ def _claim_row(claim: dict[str, Any]) -> list[str]:
     if claim.get("claimed_size_within_interval") is False and claim["verdict"] == "holds":
         why = (why + "; " if why else "") + "direction holds, the paper's size lies outside the interval"
     return [claim["text"], f"{claim['arm']} vs {claim['control']}" if measure != "best_arm" else "", paper_text,
-            measured, f"**{claim['verdict']}**", why]
+            measured, f"**{verdict_text(claim)}**", why]
+
+
+def verdict_text(claim: dict[str, Any]) -> str:
+    """The verdict as a reader must see it: a claim that holds only in direction says so,
+    and whether the paper's size is above or below the measured interval."""
+    if claim["verdict"] == "holds" and claim.get("claimed_size_within_interval") is False:
+        side = claim.get("claimed_size_is")
+        return "holds in direction only" + (f" (the paper's size is {side} than the interval)" if side else "")
+    return claim["verdict"]
 
 
 def render_markdown(header: dict[str, Any], numbers: dict[str, Any], figures: list[str], notes: list[str]) -> str:
@@ -130,7 +139,8 @@ def render_markdown(header: dict[str, Any], numbers: dict[str, Any], figures: li
         lines += ["| " + " | ".join(_claim_row(c)) + " |" for c in numbers["claims"]]
         lines += ["", "Verdicts: **holds** — the interval of the measured difference excludes no effect, on the "
                   "paper's side; **not supported** — it includes no effect; **contradicted** — it excludes no effect "
-                  "on the other side. The size of an effect that holds is compared with the paper's in the note.", ""]
+                  "on the other side; **holds in direction only** — it holds, but the paper's size lies outside the interval (the "
+                  "note says on which side).", ""]
     search = numbers.get("search") or {}
     if search.get("trials"):
         lines += ["## Search trials", "", f"Searched: {', '.join(search['searched'])}. The best single trial is the "
@@ -172,6 +182,6 @@ def description_section(header: dict[str, Any], numbers: dict[str, Any]) -> str:
             lines += _markdown_table(*arm_table(arms, metric)) + [""]
     if numbers["claims"]:
         lines += ["The paper's claims:", ""]
-        lines += [f"- {c['text']}: **{c['verdict']}**" for c in numbers["claims"]] + [""]
+        lines += [f"- {c['text']}: **{verdict_text(c)}**" for c in numbers["claims"]] + [""]
     lines.append("The whole report, with the figures: artifacts `report/report.md` and `report/figures/` of this run.")
     return "\n".join(lines)

@@ -69,3 +69,17 @@ def test_first_reaching_is_the_first_step_at_the_target_or_none():
     assert first_reaching(curve, 0.9, "max") == 96
     assert first_reaching(curve, 0.99, "max") is None
     assert first_reaching([(1, 2.0), (2, 1.2), (3, 0.9)], 1.0, "min") == 3
+
+
+def test_a_claim_that_holds_only_in_direction_says_so_and_on_which_side():
+    from qstudy.report._analysis import _size_note
+    from qstudy.report._render import verdict_text
+    from qstudy.report._stats import Interval
+
+    tiny = Interval(mean=-6e-7, half_width=1e-7, n=3)  # the paper: -0.009
+    claim = {"verdict": "holds", **_size_note(tiny, -0.009)}
+    assert verdict_text(claim) == "holds in direction only (the paper's size is larger than the interval)"
+    claim = {"verdict": "holds", **_size_note(Interval(mean=0.7, half_width=0.1, n=3), 0.35)}
+    assert verdict_text(claim) == "holds in direction only (the paper's size is smaller than the interval)"
+    assert verdict_text({"verdict": "holds", **_size_note(tiny, -6e-7)}) == "holds"
+    assert verdict_text({"verdict": "not supported"}) == "not supported"
