@@ -88,7 +88,7 @@ def model_cache() -> Path:
 
 def checkpoint_dir(name: str, cache: str | Path | None = None) -> Path:
     """The checkpoint folder of packaged model ``name`` (fetched or not)."""
-    return Path(cache).expanduser() / _spec(name).name if cache is not None else model_cache() / _spec(name).name
+    return (Path(cache).expanduser() if cache is not None else model_cache()) / _spec(name).name
 
 
 def fetch(name: str, cache: str | Path | None = None, force: bool = False, printer=print) -> Path:

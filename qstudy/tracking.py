@@ -262,7 +262,7 @@ class StudyTracker:
         parent_id = self._require_parent()
         tags: dict[str, str] = {_TAG_STATUS: status.lower()}
         if description is not None:  # a report written earlier stays below the new table
-            _, report_part = _description_parts(self.client.get_run(parent_id).data.tags.get(_TAG_NOTE, ""))
+            _, report_part = self._description_parts(parent_id)
             tags[_TAG_NOTE] = _description(description, report_part)
         metrics: dict[str, Any] = {}
         if best is not None:
@@ -539,8 +539,12 @@ class StudyTracker:
         description, in place of the one an earlier report put there; the sweep's part is
         kept (and a later ``finish_study`` keeps the report's)."""
         parent_id = self._require_parent()
-        sweep_part, _ = _description_parts(self.client.get_run(parent_id).data.tags.get(_TAG_NOTE, ""))
+        sweep_part, _ = self._description_parts(parent_id)
         self.client.set_tag(parent_id, _TAG_NOTE, _description(sweep_part, section))
+
+    def _description_parts(self, run_id: str) -> tuple[str, str | None]:
+        """A run's description as it is now, split as :func:`_description_parts` does."""
+        return _description_parts(self.client.get_run(run_id).data.tags.get(_TAG_NOTE, ""))
 
     def log_study_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Save files on the parent run: artifact path (``report/report.md``) -> text or bytes."""

@@ -81,9 +81,7 @@ def _claim_row(claim: dict[str, Any]) -> list[str]:
         measured = "-" if not d else (f"{_ci(a, 3)} vs {_ci(c, 3)}; difference {_ci(d, 3, signed=True)}")
         if "arm_reached" in claim:
             measured += f" (reached: {claim['arm_reached']} and {claim['control_reached']} of {len(claim['seeds'])})"
-    why = claim.get("why", "")
-    if claim.get("claimed_size_within_interval") is False and claim["verdict"] == "holds":
-        why = (why + "; " if why else "") + "direction holds, the paper's size lies outside the interval"
+    why = claim.get("why", "")  # a claim that holds only in direction says so in its verdict (verdict_text)
     return [claim["text"], f"{claim['arm']} vs {claim['control']}" if measure != "best_arm" else "", paper_text,
             measured, f"**{verdict_text(claim)}**", why]
 
@@ -140,7 +138,7 @@ def render_markdown(header: dict[str, Any], numbers: dict[str, Any], figures: li
         lines += ["", "Verdicts: **holds** — the interval of the measured difference excludes no effect, on the "
                   "paper's side; **not supported** — it includes no effect; **contradicted** — it excludes no effect "
                   "on the other side; **holds in direction only** — it holds, but the paper's size lies outside the interval (the "
-                  "note says on which side).", ""]
+                  "verdict says on which side).", ""]
     search = numbers.get("search") or {}
     if search.get("trials"):
         lines += ["## Search trials", "", f"Searched: {', '.join(search['searched'])}. The best single trial is the "
