@@ -11,7 +11,7 @@ IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 # One JIT-extension cache per checkout, so DeepSpeed's ops build once (FIELD-NOTES).
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
-.PHONY: venv browser models test test-unit sweep bench clean
+.PHONY: venv browser models lint test test-unit sweep bench clean
 
 venv: $(STAMP)
 
@@ -41,7 +41,15 @@ browser:
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-test: $(STAMP) browser
+# ruff (lint + format check) and the import contracts in pyproject.toml (import-linter;
+# tools/import_contracts.py adds the private-module rule).
+LINTED := qstudy tests benchmarks tools
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(IN_VENV) $(VENV)/bin/lint-imports --no-logo
+
+test: $(STAMP) browser lint
 	$(IN_VENV) $(PY) -m pytest tests --durations=30
 
 test-unit: $(STAMP)

@@ -63,11 +63,19 @@ def case_trial(study, preset: str, deepspeed_preset: str, steps: int, compile_at
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default=str(ROOT / "search_spaces" / "scaling_llama.yaml"))
-    parser.add_argument("--case", action="append", help="PRESET:DEEPSPEED_PRESET (repeatable); default: " + ", ".join(DEFAULT_CASES))
+    parser.add_argument(
+        "--case", action="append", help="PRESET:DEEPSPEED_PRESET (repeatable); default: " + ", ".join(DEFAULT_CASES)
+    )
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true", help="quantum.compile: false (the file's value otherwise)")
     parser.add_argument("--plan-only", action="store_true", help="print the planned column only; no GPU needed")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trial override for every case, e.g. train.micro_batch_size=4")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="trial override for every case, e.g. train.micro_batch_size=4",
+    )
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
@@ -95,7 +103,9 @@ def main() -> None:
     rows = []
     for case in args.case or DEFAULT_CASES:
         preset, _, deepspeed_preset = case.partition(":")
-        trial = case_trial(study, preset, deepspeed_preset or study.trial.deepspeed.preset, args.steps, compile_attention, extra)
+        trial = case_trial(
+            study, preset, deepspeed_preset or study.trial.deepspeed.preset, args.steps, compile_attention, extra
+        )
         plan = estimate_memory(trial, gpus_per_node=1, gpu_memory_gib=gpu_gib)
         row = {
             "case": case + "".join(f" {key}={value}" for key, value in extra.items()),

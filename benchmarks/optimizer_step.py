@@ -43,7 +43,9 @@ def _contenders(params, include_circuit: bool):
         "foreach AdamW (torch)": torch.optim.AdamW(params, **hp, foreach=True),
         "sin, scope=leading (paper)": SuperpositionalAdamW(params, **hp, quantum_weight=0.5, scope="leading"),
         "sin, scope=all (compiled)": SuperpositionalAdamW(params, **hp, quantum_weight=0.5, scope="all"),
-        "sin, scope=all (eager)": SuperpositionalAdamW(params, **hp, quantum_weight=0.5, scope="all", compile_step=False),
+        "sin, scope=all (eager)": SuperpositionalAdamW(
+            params, **hp, quantum_weight=0.5, scope="all", compile_step=False
+        ),
     }
     if include_circuit:
         out["circuit d=2, scope=all"] = SuperpositionalAdamW(
@@ -56,7 +58,7 @@ def bench(total: int, flat: bool, reps: int, warmup: int, include_circuit: bool,
     params = _params(total, flat)
     contenders = _contenders(params, include_circuit)
     times = {name: [] for name in contenders}
-    for name, opt in contenders.items():  # warm-up: state allocation, compilation
+    for opt in contenders.values():  # warm-up: state allocation, compilation
         for _ in range(warmup):
             opt.step()
     for rep in range(reps):

@@ -24,8 +24,13 @@ def _tiny_llama(seq_len: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max(seq_len, 1024),
+        vocab_size=2048,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=max(seq_len, 1024),
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
@@ -42,7 +47,9 @@ def _variants(seq_len: int, names: list[str]):
         model = copy.deepcopy(base)
         if name != "sdpa":
             simulator = "aer" if name.startswith("aer") else "torch"
-            install_quantum_attention(model, n_qubits=4, circuit_depth=2, simulator=simulator, compile=name.endswith("compiled"))
+            install_quantum_attention(
+                model, n_qubits=4, circuit_depth=2, simulator=simulator, compile=name.endswith("compiled")
+            )
             with torch.no_grad():  # a non-zero gate, as after some training (Φ is then really in the graph)
                 for module in model.modules():
                     if hasattr(module, "quantum_gate"):
@@ -109,14 +116,17 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument(
-        "--variants", default="sdpa,torch-eager,torch-compiled,aer-compiled",
+        "--variants",
+        default="sdpa,torch-eager,torch-compiled,aer-compiled",
         help="comma list of sdpa, torch-eager, torch-compiled, aer-eager, aer-compiled",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     names = args.variants.split(",")
-    print(f"torch {torch.__version__}, torch threads = {torch.get_num_threads()}, "
-          f"seq {args.seq_len}, batch {args.batch}, rounds {args.rounds} (+{args.warmup} warm-up), interleaved")
+    print(
+        f"torch {torch.__version__}, torch threads = {torch.get_num_threads()}, "
+        f"seq {args.seq_len}, batch {args.batch}, rounds {args.rounds} (+{args.warmup} warm-up), interleaved"
+    )
 
     times = bench_steps(names, args.rounds, args.warmup, args.seq_len, args.batch)
     _, sdpa_median, _ = _quartiles(times["sdpa"]) if "sdpa" in times else (0, float("nan"), 0)
@@ -125,15 +135,21 @@ def main() -> None:
         q1, med, q3 = _quartiles(times[name])
         ratios = sorted(t / s for t, s in zip(times[name], times["sdpa"]))  # same round, paired
         r1, _, r3 = _quartiles(ratios)
-        print(f"{name:<16}{med * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}{med / sdpa_median:>15.3f}"
-              f"{f'{r1:.3f}-{r3:.3f}':>16}")
+        print(
+            f"{name:<16}{med * 1e3:>10.1f}{f'{q1 * 1e3:.1f}-{q3 * 1e3:.1f}':>16}{med / sdpa_median:>15.3f}"
+            f"{f'{r1:.3f}-{r3:.3f}':>16}"
+        )
 
-    print("\none layer's circuit (forward: simulate nd+1 points, solve the series) vs the whole Φ work"
-          " (series + Φ on every score, eager, + backward):")
+    print(
+        "\none layer's circuit (forward: simulate nd+1 points, solve the series) vs the whole Φ work"
+        " (series + Φ on every score, eager, + backward):"
+    )
     for simulator in ("torch", "aer"):
         for seq_len, (series_s, total_s) in bench_circuit(simulator, [128, 1024]).items():
-            print(f"  {simulator:<6} seq {seq_len:>5}: circuit {series_s * 1e3:7.2f} ms, "
-                  f"series + Φ on {4 * 4 * seq_len**2:>9,} scores {total_s * 1e3:8.1f} ms")
+            print(
+                f"  {simulator:<6} seq {seq_len:>5}: circuit {series_s * 1e3:7.2f} ms, "
+                f"series + Φ on {4 * 4 * seq_len**2:>9,} scores {total_s * 1e3:8.1f} ms"
+            )
 
 
 if __name__ == "__main__":

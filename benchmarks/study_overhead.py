@@ -20,7 +20,9 @@ from pathlib import Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml"))
+    parser.add_argument(
+        "--config", default=str(Path(__file__).resolve().parent.parent / "search_spaces" / "smoke.yaml")
+    )
     args = parser.parse_args()
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from qstudy.config import load_study_config
@@ -30,7 +32,6 @@ def main() -> None:
         os.chdir(tmp)
         t0 = time.time()
         import ray
-
         from mlflow import MlflowClient
 
         from qstudy.study import run_study
@@ -54,15 +55,18 @@ def main() -> None:
     train = sum(m.get("timing/train_time_s", 0.0) for m in metrics)
     startup = sum(m.get("timing/startup_to_first_step_s", 0.0) for m in metrics)
     conc = study.max_concurrent
-    print(f"{datetime.date.today()} {platform.node()} {os.cpu_count()} CPUs, {args.config}: {len(runs)} trials, max_concurrent {conc}")
+    print(
+        f"{datetime.date.today()} {platform.node()} {os.cpu_count()} CPUs, {args.config}: {len(runs)} trials, max_concurrent {conc}"
+    )
     print(f"ray.init                                  {ray_init_s:8.1f} s")
     print(f"study wall time (after ray.init)          {study_s:8.1f} s")
     print(f"sum of trials' training time (steps+eval) {train:8.1f} s   / concurrency {conc} = {train / conc:.1f} s")
     print(f"sum of trials' start-up (submit->step 1)  {startup:8.1f} s   / concurrency {conc} = {startup / conc:.1f} s")
     for name, run in sorted(runs.items()):
         m = run["metrics"]
-        parts = ", ".join(f"{k.removeprefix('timing/startup_')}={m[k]:.1f}" for k in sorted(m)
-                          if k.startswith("timing/startup_"))
+        parts = ", ".join(
+            f"{k.removeprefix('timing/startup_')}={m[k]:.1f}" for k in sorted(m) if k.startswith("timing/startup_")
+        )
         print(f"  {name}: train {m.get('timing/train_time_s', float('nan')):.1f} s; start-up {parts}")
     rest = study_s - (train + startup) / conc
     print(f"rest (Tune, Optuna, MLflow, teardown)     {rest:8.1f} s")

@@ -33,11 +33,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parent.parent / "search_spaces" / "trial_tiny.yaml"))
+    parser.add_argument(
+        "--config", default=str(Path(__file__).resolve().parent.parent / "search_spaces" / "trial_tiny.yaml")
+    )
     args = parser.parse_args()
     trial = load_trial_config(args.config)
     trial = trial.model_copy(update={"train": trial.train.model_copy(update={"max_steps": args.steps})})
-    print(f"{datetime.date.today()} {platform.node()}, {trial.model.preset}, {trial.resources.num_workers} worker(s), {trial.deepspeed.preset}")
+    print(
+        f"{datetime.date.today()} {platform.node()}, {trial.model.preset}, {trial.resources.num_workers} worker(s), {trial.deepspeed.preset}"
+    )
     t0 = time.time()
     init_ray(env=worker_env(trial))
     print(f"ray.init: {time.time() - t0:.1f} s")

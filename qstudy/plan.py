@@ -118,8 +118,16 @@ SHAPE_KEYS = (
 # LlamaConfig arguments that change the parameters' shapes; the rest of a checkpoint's
 # config.json (rope, dtype, token ids, saved quantum options) changes no size.
 _SHAPE_ARGUMENTS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "head_dim", "tie_word_embeddings", "attention_bias", "mlp_bias",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "tie_word_embeddings",
+    "attention_bias",
+    "mlp_bias",
 )
 # Without these a checkpoint's size is unknown (LlamaConfig would fill in a 7B default).
 _REQUIRED_ARGUMENTS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
@@ -137,16 +145,26 @@ def _checkpoint_architecture(path: str) -> dict[str, Any]:
     try:
         values = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError([f"model.path: cannot read the checkpoint's architecture from {config_file}: {err}"]) from None
+        raise ConfigError(
+            [f"model.path: cannot read the checkpoint's architecture from {config_file}: {err}"]
+        ) from None
     if not isinstance(values, dict):
         raise ConfigError([f"model.path: {config_file} must hold a JSON object, got {type(values).__name__}"])
     if values.get("model_type", "llama") != "llama":
-        raise ConfigError([f"model.path: must be a Llama checkpoint (model_type 'llama'), "
-                           f"got model_type {values['model_type']!r} in {config_file}"])
+        raise ConfigError(
+            [
+                f"model.path: must be a Llama checkpoint (model_type 'llama'), "
+                f"got model_type {values['model_type']!r} in {config_file}"
+            ]
+        )
     missing = [key for key in _REQUIRED_ARGUMENTS if not isinstance(values.get(key), int)]
     if missing:
-        raise ConfigError([f"model.path: {config_file} has no integer {', '.join(missing)}: the model's size is unknown; "
-                           f"a Llama config.json sets {', '.join(_REQUIRED_ARGUMENTS)}"])
+        raise ConfigError(
+            [
+                f"model.path: {config_file} has no integer {', '.join(missing)}: the model's size is unknown; "
+                f"a Llama config.json sets {', '.join(_REQUIRED_ARGUMENTS)}"
+            ]
+        )
     return {key: values[key] for key in _SHAPE_ARGUMENTS if values.get(key) is not None}
 
 
@@ -165,7 +183,7 @@ def _model_sizes(model_config) -> tuple[tuple[int, ...], int]:
     return _meta_sizes(json.dumps(_architecture(model_config), sort_keys=True))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta_sizes(architecture: str) -> tuple[tuple[int, ...], int]:
     """(numel of every parameter in model order, parameters of the largest module) of
     the LlamaConfig arguments ``architecture`` (JSON), built on the meta device.
@@ -303,8 +321,13 @@ def _model_states_bytes(preset: str, params: int, largest: int, gpus_per_node: i
         cpu, gpu = zero2(params, num_gpus_per_node=gpus_per_node, num_nodes=nodes, cpu_offload=offload)
         return gpu, cpu
     cpu, gpu, _ = zero3(
-        params, largest, num_gpus_per_node=gpus_per_node, num_nodes=nodes,
-        cpu_offload=offload, cpu_offload_params=offload, zero_init=True,
+        params,
+        largest,
+        num_gpus_per_node=gpus_per_node,
+        num_nodes=nodes,
+        cpu_offload=offload,
+        cpu_offload_params=offload,
+        zero_init=True,
     )
     return gpu, cpu
 
@@ -369,7 +392,10 @@ def _activation_bytes(trial) -> int:
 
 
 def estimate_memory(
-    trial, gpus_per_node: int = 8, nodes: int | None = None, gpu_memory_gib: float | None = None,
+    trial,
+    gpus_per_node: int = 8,
+    nodes: int | None = None,
+    gpu_memory_gib: float | None = None,
     cpu_memory_gib: float | None = None,
 ) -> MemoryEstimate:
     """Per-GPU memory of a trial on ``resources.num_workers`` GPUs (one per worker).
@@ -433,9 +459,18 @@ class PlanRow:
     def shape(self) -> tuple:
         t = self.trial
         return (
-            t.model.preset, t.model.path, t.model.num_hidden_layers, t.deepspeed.preset, t.resources.num_workers,
-            t.resources.use_gpu, t.train.micro_batch_size, t.data.max_tokens, t.quantum.enabled,
-            None if t.quantum.layers is None else tuple(t.quantum.layers), t.optimizer.response, t.optimizer.scope,
+            t.model.preset,
+            t.model.path,
+            t.model.num_hidden_layers,
+            t.deepspeed.preset,
+            t.resources.num_workers,
+            t.resources.use_gpu,
+            t.train.micro_batch_size,
+            t.data.max_tokens,
+            t.quantum.enabled,
+            None if t.quantum.layers is None else tuple(t.quantum.layers),
+            t.optimizer.response,
+            t.optimizer.scope,
         )
 
 
@@ -470,7 +505,10 @@ def _candidates(study) -> list[tuple[str, dict[str, Any]]]:
 
 
 def plan_study(
-    study, gpus_per_node: int = 8, gpu_memory_gib: float | None = None, nodes: int | None = None,
+    study,
+    gpus_per_node: int = 8,
+    gpu_memory_gib: float | None = None,
+    nodes: int | None = None,
     cpu_memory_gib: float | None = None,
 ) -> list[PlanRow]:
     """One row per distinct trial shape of a study: the fixed trial, every combination of
@@ -500,24 +538,64 @@ def plan_study(
 
 def format_plan(rows: list[PlanRow]) -> str:
     """The rows as a fixed-width table (GiB per GPU unless said)."""
-    header = ("where", "model", "layers", "deepspeed", "gpus", "batch x tokens", "params",
-              "states", "activ.", "opt.step", "total", "usable", "fits", "cpu/node")
+    header = (
+        "where",
+        "model",
+        "layers",
+        "deepspeed",
+        "gpus",
+        "batch x tokens",
+        "params",
+        "states",
+        "activ.",
+        "opt.step",
+        "total",
+        "usable",
+        "fits",
+        "cpu/node",
+    )
     lines = [header]
     for row in rows:
         t, e = row.trial, row.estimate
         layers = _architecture(t.model)["num_hidden_layers"]
-        fits = "cpu trial" if not t.resources.use_gpu else (
-            "-" if e.fits is None else "yes" if e.fits else "no GPUs" if not e.placeable
-            else "no (host)" if e.gpu_fits else "no")
-        lines.append((
-            row.where, _model_name(t.model), str(layers), t.deepspeed.preset, str(e.gpus),
-            f"{t.train.micro_batch_size} x {t.data.max_tokens}", f"{e.params / 1e9:.3f}B",
-            f"{e.model_states_gib:.1f}", f"{e.activations_gib:.1f}", f"{e.optimizer_step_gib:.1f}", f"{e.total_gib:.1f}",
-            "-" if e.usable_gib is None else f"{e.usable_gib:.1f}", fits, f"{e.cpu_gib_per_node:.0f}",
-        ))
+        fits = (
+            "cpu trial"
+            if not t.resources.use_gpu
+            else (
+                "-"
+                if e.fits is None
+                else "yes"
+                if e.fits
+                else "no GPUs"
+                if not e.placeable
+                else "no (host)"
+                if e.gpu_fits
+                else "no"
+            )
+        )
+        lines.append(
+            (
+                row.where,
+                _model_name(t.model),
+                str(layers),
+                t.deepspeed.preset,
+                str(e.gpus),
+                f"{t.train.micro_batch_size} x {t.data.max_tokens}",
+                f"{e.params / 1e9:.3f}B",
+                f"{e.model_states_gib:.1f}",
+                f"{e.activations_gib:.1f}",
+                f"{e.optimizer_step_gib:.1f}",
+                f"{e.total_gib:.1f}",
+                "-" if e.usable_gib is None else f"{e.usable_gib:.1f}",
+                fits,
+                f"{e.cpu_gib_per_node:.0f}",
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-            for line in lines]
+    text = [
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+        for line in lines
+    ]
     return "\n".join(text)
 
 
@@ -532,7 +610,11 @@ def _advice(trial) -> str:
 
 
 def check_fits(
-    study, gpus_per_node: int, gpu_memory_gib: float, nodes: int | None = None, source: str = "",
+    study,
+    gpus_per_node: int,
+    gpu_memory_gib: float,
+    nodes: int | None = None,
+    source: str = "",
     cpu_memory_gib: float | None = None,
 ) -> list[str]:
     """Problems of a study whose GPU trials cannot fit, as ConfigError lines; [] if all fit.
@@ -558,8 +640,10 @@ def check_fits(
             continue
         prefix = f"{source}: {row.where}" if source else row.where
         if not e.placeable:
-            problems.append(f"{prefix}: resources.num_workers: needs {e.gpus} GPUs, the cluster has "
-                            f"{nodes} x {gpus_per_node} = {nodes * gpus_per_node}")
+            problems.append(
+                f"{prefix}: resources.num_workers: needs {e.gpus} GPUs, the cluster has "
+                f"{nodes} x {gpus_per_node} = {nodes * gpus_per_node}"
+            )
             continue
         if e.gpu_fits:  # the host does not
             problems.append(
@@ -589,7 +673,10 @@ def _probe_memory_gib() -> tuple[float, float]:
 
 
 def check_fits_on_ray(
-    study, source: str, gpu_memory_gib: float | None = None, timeout_s: float = 300,
+    study,
+    source: str,
+    gpu_memory_gib: float | None = None,
+    timeout_s: float = 300,
     cpu_memory_gib: float | None = None,
 ) -> list[str]:
     """`check_fits` against the connected Ray cluster (call after ``ray.init``).

@@ -331,8 +331,13 @@ class StudyTracker:
         if run_id is None:
             run = self.client.create_run(
                 self.experiment_id,
-                tags={_TAG_PARENT: parent_id, _TAG_STUDY: self.study, _TAG_TRIAL: trial_id, _TAG_STATUS: "running",
-                      **arm_tags},
+                tags={
+                    _TAG_PARENT: parent_id,
+                    _TAG_STUDY: self.study,
+                    _TAG_TRIAL: trial_id,
+                    _TAG_STATUS: "running",
+                    **arm_tags,
+                },
                 run_name=f"{self.study}/{trial_id}",
             )
             run_id = self._trials[trial_id] = run.info.run_id
@@ -342,7 +347,9 @@ class StudyTracker:
             run = self.client.get_run(run_id)
             new, changed = _new_params(run.data.params, wanted)
             if changed:
-                details = ", ".join(f"{key}: logged {run.data.params[key]!r}, got {wanted[key]!r}" for key in sorted(changed))
+                details = ", ".join(
+                    f"{key}: logged {run.data.params[key]!r}, got {wanted[key]!r}" for key in sorted(changed)
+                )
                 raise TrackingError(
                     f"trial {self.study}/{trial_id}: its MLflow run {run_id} holds other param values "
                     f"({details}); a trial id cannot change its config: use a new study name"

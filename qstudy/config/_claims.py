@@ -41,8 +41,9 @@ class ClaimConfig(ConfigModel):
     measure: Literal[CLAIM_MEASURES] = Field(
         description="final, steps_to_target, epochs_to_target, time_per_step, time_to_target or best_arm"
     )
-    metric: str | None = Field(None, description="the trial metric (eval_accuracy, mean_train_loss, ...); "
-                               "not used by time_per_step")
+    metric: str | None = Field(
+        None, description="the trial metric (eval_accuracy, mean_train_loss, ...); not used by time_per_step"
+    )
     target: float | None = Field(None, description="*_to_target: the value the metric must reach")
     arm: str = Field(description="the arm the claim is about")
     control: str = Field("control", description="the arm it is compared with (default control)")
@@ -73,7 +74,9 @@ class ClaimConfig(ConfigModel):
                 problems.append(("target", f"only used by {', '.join(_TARGETED)}, got measure {self.measure!r}"))
         if not touches(unchecked, "metric"):
             if self.measure in _NO_METRIC and self.metric is not None:
-                problems.append(("metric", f"measure {self.measure} times steps and reads no metric, got {self.metric!r}"))
+                problems.append(
+                    ("metric", f"measure {self.measure} times steps and reads no metric, got {self.metric!r}")
+                )
             if self.measure not in _NO_METRIC and self.metric is None:
                 problems.append(("metric", f"measure {self.measure} needs a trial metric, e.g. eval_accuracy"))
         if not touches(unchecked, "among"):
@@ -83,8 +86,13 @@ class ClaimConfig(ConfigModel):
                 problems.append(("among", f"only used by measure best_arm, got measure {self.measure!r}"))
         if self.measure != "best_arm" and not touches(unchecked, "paper", "paper_control", "paper_change"):
             if self.claimed_change() is None:
-                problems.append(("paper", "a claim needs the paper's numbers: paper and paper_control, or "
-                                 "paper_change (the relative change, e.g. -0.16), got none"))
+                problems.append(
+                    (
+                        "paper",
+                        "a claim needs the paper's numbers: paper and paper_control, or "
+                        "paper_change (the relative change, e.g. -0.16), got none",
+                    )
+                )
         return problems
 
 
@@ -96,8 +104,9 @@ class PaperGap(ConfigModel):
     qstudy: str = Field(min_length=1, description="what this study does instead")
 
 
-def claim_problems(claims: list[ClaimConfig], arms: dict, metrics: dict[str, str], train_examples: int | None,
-                   unchecked: Unchecked) -> list[Item]:
+def claim_problems(
+    claims: list[ClaimConfig], arms: dict, metrics: dict[str, str], train_examples: int | None, unchecked: Unchecked
+) -> list[Item]:
     """Problems between ``claims`` and the study: unknown arms and metrics, epochs without an epoch length.
 
     Args:
@@ -105,8 +114,13 @@ def claim_problems(claims: list[ClaimConfig], arms: dict, metrics: dict[str, str
         train_examples: ``trial.data.train_examples`` (None: the epoch length is unknown).
     """
     if claims and not arms and not touches(unchecked, "arms"):
-        return [("claims", "claims compare arms: only a comparison study (arms: and seeds:) can carry them, "
-                 f"got {len(claims)} claim(s) and no arms")]
+        return [
+            (
+                "claims",
+                "claims compare arms: only a comparison study (arms: and seeds:) can carry them, "
+                f"got {len(claims)} claim(s) and no arms",
+            )
+        ]
     problems: list[Item] = []
     if touches(unchecked, "arms"):
         return problems
@@ -123,10 +137,17 @@ def claim_problems(claims: list[ClaimConfig], arms: dict, metrics: dict[str, str
         if claim.among and claim.arm not in claim.among:
             problems.append((f"{where}.among", f"must include the claim's arm {claim.arm!r}, got {claim.among!r}"))
         if claim.arm == claim.control and claim.measure != "best_arm":
-            problems.append((f"{where}.control", f"must differ from arm (an arm compared with itself), got {claim.control!r}"))
+            problems.append(
+                (f"{where}.control", f"must differ from arm (an arm compared with itself), got {claim.control!r}")
+            )
         if claim.metric is not None and claim.metric not in metrics:
             problems.append((f"{where}.metric", f"must be one of {', '.join(metrics)}, got {claim.metric!r}"))
         if claim.measure == "epochs_to_target" and train_examples is None:
-            problems.append((f"{where}.measure", "epochs_to_target needs trial.data.train_examples (the epoch length), "
-                             "got none: use steps_to_target"))
+            problems.append(
+                (
+                    f"{where}.measure",
+                    "epochs_to_target needs trial.data.train_examples (the epoch length), "
+                    "got none: use steps_to_target",
+                )
+            )
     return problems

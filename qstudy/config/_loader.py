@@ -79,7 +79,7 @@ class ConfigModel(BaseModel):
         return []
 
     @model_validator(mode="after")
-    def _run_cross_checks(self, info: ValidationInfo) -> "ConfigModel":
+    def _run_cross_checks(self, info: ValidationInfo) -> ConfigModel:
         partial = (info.context or {}).get(_PARTIAL)
         if partial is not None and id(self) in partial.built:
             return self  # pydantic >= 2.12 reruns after-validators on instances passed in
@@ -310,10 +310,14 @@ def format_line(source: str | Path, key: str, message: str) -> str:
     return f"{source}: {key}: {message}" if key else f"{source}: {message}"
 
 
-def format_validation_error(err: ValidationError, source: str | Path, model: type[BaseModel], prefix: str = "") -> list[str]:
+def format_validation_error(
+    err: ValidationError, source: str | Path, model: type[BaseModel], prefix: str = ""
+) -> list[str]:
     """One line per problem: ``source: dotted.key: what is wrong, got VALUE``."""
-    return [format_line(source, f"{prefix}{key}" if key else prefix.rstrip("."), message)
-            for key, message in error_items(err, model)]
+    return [
+        format_line(source, f"{prefix}{key}" if key else prefix.rstrip("."), message)
+        for key, message in error_items(err, model)
+    ]
 
 
 def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:

@@ -150,7 +150,9 @@ class SchedulerConfig(_Strict):
         if touches(unchecked, "grace_period", "max_t"):
             return problems
         if self.max_t is not None and self.grace_period > self.max_t:
-            problems.append(("grace_period", f"must be <= max_t, got grace_period={self.grace_period}, max_t={self.max_t}"))
+            problems.append(
+                ("grace_period", f"must be <= max_t, got grace_period={self.grace_period}, max_t={self.max_t}")
+            )
         return problems
 
 
@@ -194,7 +196,9 @@ class ParamSpec(_Strict):
         problems: list[Item] = []
         if self.type == "categorical":
             if not self.choices and not touches(unchecked, "choices"):
-                problems.append(("choices", f"type categorical needs a non-empty list of choices, got {self.choices!r}"))
+                problems.append(
+                    ("choices", f"type categorical needs a non-empty list of choices, got {self.choices!r}")
+                )
             for key in ("low", "high", "step"):
                 if getattr(self, key) is not None:
                     problems.append((key, f"not used by type categorical (use choices), got {getattr(self, key)!r}"))
@@ -230,7 +234,9 @@ class ParamSpec(_Strict):
         if step is not None and high >= low and not problems:
             n = round((high - low) / step)
             if abs(low + n * step - high) > 1e-9 * max(1.0, abs(high)):
-                problems.append(("high", f"high - low must be a multiple of step, got low={low!r}, high={high!r}, step={step!r}"))
+                problems.append(
+                    ("high", f"high - low must be a multiple of step, got low={low!r}, high={high!r}, step={step!r}")
+                )
         return problems
 
     @property
@@ -281,21 +287,28 @@ class ConfirmConfig(_Strict):
     """
 
     top_k: int = Field(
-        1, ge=1, description="the search's best distinct configurations to run again (the control is never one of "
-        "them); each costs len(seeds) trials"
+        1,
+        ge=1,
+        description="the search's best distinct configurations to run again (the control is never one of "
+        "them); each costs len(seeds) trials",
     )
     seeds: list[int] = Field(
         default_factory=list,
         description="required: fresh trial seeds (model init, batch order), none the search ran with: the top_k "
-        "and the control run once on each, so they are compared seed for seed; more seeds, a tighter mean"
+        "and the control run once on each, so they are compared seed for seed; more seeds, a tighter mean",
     )
 
     def cross_problems(self, unchecked: Unchecked) -> list[Item]:
         if touches(unchecked, "seeds"):
             return []
         if "seeds" not in self.model_fields_set:
-            return [("seeds", "required: the fresh trial seeds the top configurations and the control run with, "
-                     "e.g. [101, 102, 103]")]
+            return [
+                (
+                    "seeds",
+                    "required: the fresh trial seeds the top configurations and the control run with, "
+                    "e.g. [101, 102, 103]",
+                )
+            ]
         problems: list[Item] = []
         if not self.seeds:
             problems.append(("seeds", "needs at least one fresh seed, e.g. [101, 102, 103], got []"))
@@ -468,8 +481,12 @@ def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
     comparison = bool(study.arms) or touches(unchecked, "arms")
     if not study.space and space_ok and not comparison:
         example = "optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}"
-        problems.append(("space", f"must name at least one searched setting, e.g. {example}, "
-                         "or compare named arms (arms: and seeds:)"))
+        problems.append(
+            (
+                "space",
+                f"must name at least one searched setting, e.g. {example}, or compare named arms (arms: and seeds:)",
+            )
+        )
     trial_ok = not touches(unchecked, "trial")
     problems += _comparison_problems(study, unchecked, trial_ok, trial_bad)
     train_examples = None if touches(unchecked, "trial.data.train_examples") else study.trial.data.train_examples
@@ -477,10 +494,18 @@ def _study_problems(study: StudyConfig, unchecked: Unchecked) -> list[Item]:
     if not touches(unchecked, "objective.metric", "trial.data.task", "trial.data.generate_examples"):
         problems += _objective_problems(study)
     scheduler = study.scheduler
-    if (not touches(unchecked, "scheduler.type", "scheduler.grace_period", "trial.train.max_steps")
-            and scheduler.type == "asha" and scheduler.grace_period > study.trial.train.max_steps):
-        problems.append(("scheduler.grace_period", f"must be <= trial.train.max_steps = {study.trial.train.max_steps} "
-                         f"(ASHA's time is the optimizer step), got {scheduler.grace_period}"))
+    if (
+        not touches(unchecked, "scheduler.type", "scheduler.grace_period", "trial.train.max_steps")
+        and scheduler.type == "asha"
+        and scheduler.grace_period > study.trial.train.max_steps
+    ):
+        problems.append(
+            (
+                "scheduler.grace_period",
+                f"must be <= trial.train.max_steps = {study.trial.train.max_steps} "
+                f"(ASHA's time is the optimizer step), got {scheduler.grace_period}",
+            )
+        )
     space_problems = _space_problems(study, grid, trial_ok, trial_bad, space_bad)
     problems += space_problems
     space_ok = space_ok and not space_problems
@@ -500,18 +525,33 @@ def _confirm_problems(study: StudyConfig, comparison: bool, unchecked: Unchecked
     confirm = study.confirm
     if comparison:
         arms = "" if touches(unchecked, "arms") else f" {', '.join(study.arms)}"
-        return [("confirm", "only for a search study: a comparison study (arms) already runs every arm on each of "
-                 f"its seeds and calls no trial best, got confirm with arms{arms}")]
+        return [
+            (
+                "confirm",
+                "only for a search study: a comparison study (arms) already runs every arm on each of "
+                f"its seeds and calls no trial best, got confirm with arms{arms}",
+            )
+        ]
     problems: list[Item] = []
     baselines_ok = not touches(unchecked, "baselines")
     if baselines_ok and not study.baselines:
-        problems.append(("confirm", "needs a control to run beside the top configurations: baselines.0, e.g. "
-                         "baselines: [{quantum.enabled: false, optimizer.quantum_weight: 0.0}], got no baselines"))
+        problems.append(
+            (
+                "confirm",
+                "needs a control to run beside the top configurations: baselines.0, e.g. "
+                "baselines: [{quantum.enabled: false, optimizer.quantum_weight: 0.0}], got no baselines",
+            )
+        )
     elif baselines_ok and not touches(unchecked, "num_samples", "confirm.top_k"):
         n, n_baselines = study.num_samples, len(study.baselines)
         if n >= n_baselines and confirm.top_k > n - n_baselines:
-            problems.append(("confirm.top_k", f"must be <= num_samples - len(baselines) = {n} - {n_baselines} = "
-                             f"{n - n_baselines} (the trials the search samples), got {confirm.top_k}"))
+            problems.append(
+                (
+                    "confirm.top_k",
+                    f"must be <= num_samples - len(baselines) = {n} - {n_baselines} = "
+                    f"{n - n_baselines} (the trials the search samples), got {confirm.top_k}",
+                )
+            )
     # Seeds the search ran with: the fixed trial's, a searched seed's, a baseline's.
     used: list[tuple[str, Any]] = []  # (where, the seed or seeds it names)
     if not touches(unchecked, "trial.seed"):
@@ -532,8 +572,13 @@ def _confirm_problems(study: StudyConfig, comparison: bool, unchecked: Unchecked
             elif what == seed:
                 reasons.append(f"{where} is {what!r}")
         if reasons:
-            problems.append((f"confirm.seeds.{i}", "must be a seed no search trial ran with (the top configurations "
-                             f"were picked on those seeds), got {seed}: {'; '.join(reasons)}"))
+            problems.append(
+                (
+                    f"confirm.seeds.{i}",
+                    "must be a seed no search trial ran with (the top configurations "
+                    f"were picked on those seeds), got {seed}: {'; '.join(reasons)}",
+                )
+            )
     return problems
 
 
@@ -542,26 +587,52 @@ def _comparison_problems(study: StudyConfig, unchecked: Unchecked, trial_ok: boo
     given = study.model_fields_set
     if not study.arms and not touches(unchecked, "arms"):
         if "arms" in given:
-            return [("arms", f"must name at least the {CONTROL_ARM} arm, e.g. {{{CONTROL_ARM}: {{}}, "
-                     "lam_0.5: {optimizer.quantum_weight: 0.5}}, got {}")]
+            return [
+                (
+                    "arms",
+                    f"must name at least the {CONTROL_ARM} arm, e.g. {{{CONTROL_ARM}: {{}}, "
+                    "lam_0.5: {optimizer.quantum_weight: 0.5}}, got {}",
+                )
+            ]
         if "seeds" in given and not touches(unchecked, "seeds"):
-            return [("seeds", f"only used with arms (a comparison study); a search study sets trial.seed or "
-                     f"searches seed, got {study.seeds!r}")]
+            return [
+                (
+                    "seeds",
+                    f"only used with arms (a comparison study); a search study sets trial.seed or "
+                    f"searches seed, got {study.seeds!r}",
+                )
+            ]
         return []
     problems: list[Item] = []
     if study.space:
-        problems.append(("space", "a comparison study (arms) runs fixed trials and searches nothing: "
-                         f"put the settings to compare into arms, got space {', '.join(study.space)}"))
+        problems.append(
+            (
+                "space",
+                "a comparison study (arms) runs fixed trials and searches nothing: "
+                f"put the settings to compare into arms, got space {', '.join(study.space)}",
+            )
+        )
     if study.baselines:
-        problems.append(("baselines", f"a comparison study (arms) has its control among its arms ({CONTROL_ARM}): "
-                         f"put each baseline into arms, got {len(study.baselines)} baseline(s)"))
+        problems.append(
+            (
+                "baselines",
+                f"a comparison study (arms) has its control among its arms ({CONTROL_ARM}): "
+                f"put each baseline into arms, got {len(study.baselines)} baseline(s)",
+            )
+        )
     if "sampler" in given:
-        problems.append(("sampler", "a comparison study (arms) samples nothing: every arm runs once per seed, "
-                         "leave sampler out"))
+        problems.append(
+            ("sampler", "a comparison study (arms) samples nothing: every arm runs once per seed, leave sampler out")
+        )
     if not touches(unchecked, "scheduler.type") and study.scheduler.type != "none":
-        problems.append(("scheduler.type", "a comparison study (arms) runs every trial to its last step: an early "
-                         "stop would leave an arm without the seeds its control has, use none, "
-                         f"got {study.scheduler.type!r}"))
+        problems.append(
+            (
+                "scheduler.type",
+                "a comparison study (arms) runs every trial to its last step: an early "
+                "stop would leave an arm without the seeds its control has, use none, "
+                f"got {study.scheduler.type!r}",
+            )
+        )
     if not touches(unchecked, "seeds"):
         if "seeds" not in given:
             problems.append(("seeds", "required with arms: the trial seeds every arm runs with, e.g. [0, 1, 2]"))
@@ -571,9 +642,14 @@ def _comparison_problems(study: StudyConfig, unchecked: Unchecked, trial_ok: boo
     if touches(unchecked, "arms"):
         return problems
     if CONTROL_ARM not in study.arms:
-        problems.append(("arms", f"must include an arm named {CONTROL_ARM} (the one every other arm is compared "
-                         f"with, seed for seed; {CONTROL_ARM}: {{}} runs trial: as it is), got arms "
-                         f"{', '.join(study.arms)}"))
+        problems.append(
+            (
+                "arms",
+                f"must include an arm named {CONTROL_ARM} (the one every other arm is compared "
+                f"with, seed for seed; {CONTROL_ARM}: {{}} runs trial: as it is), got arms "
+                f"{', '.join(study.arms)}",
+            )
+        )
     configs: dict[str, dict[str, Any]] = {}  # arm -> its trial config, for the arms whose overrides validated
     for name, overrides in study.arms.items():
         arm_problems = _arm_problems(study, name, overrides, trial_ok, trial_bad)
@@ -584,17 +660,29 @@ def _comparison_problems(study: StudyConfig, unchecked: Unchecked, trial_ok: boo
     for name, config in configs.items():
         twin = next((other for other, cfg in seen.items() if cfg == config), None)
         if twin is not None:
-            problems.append((f"arms.{name}", f"runs the same trial config as arms.{twin}: it would measure nothing "
-                             f"the other does not, got {study.arms[name]!r}"))
+            problems.append(
+                (
+                    f"arms.{name}",
+                    f"runs the same trial config as arms.{twin}: it would measure nothing "
+                    f"the other does not, got {study.arms[name]!r}",
+                )
+            )
         else:
             seen[name] = config
     if not touches(unchecked, "num_samples", "seeds") and study.seeds:
         n_arms, n_seeds = len(study.arms), len(study.seeds)
         if study.num_samples != n_arms * n_seeds:
-            problems.append(("num_samples", f"a comparison study runs each of its {n_arms} arms once per seed: must "
-                             f"be {n_arms} x {n_seeds} = {n_arms * n_seeds} (or left out), got {study.num_samples}"))
+            problems.append(
+                (
+                    "num_samples",
+                    f"a comparison study runs each of its {n_arms} arms once per seed: must "
+                    f"be {n_arms} x {n_seeds} = {n_arms * n_seeds} (or left out), got {study.num_samples}",
+                )
+            )
         elif not touches(unchecked, "max_concurrent") and study.max_concurrent > study.num_samples:
-            problems.append(("max_concurrent", f"must be <= num_samples ({study.num_samples}), got {study.max_concurrent}"))
+            problems.append(
+                ("max_concurrent", f"must be <= num_samples ({study.num_samples}), got {study.max_concurrent}")
+            )
     return problems
 
 
@@ -604,21 +692,34 @@ def _seed_problems(seeds: list[int], why_distinct: str) -> list[Item]:
     problems = [(f"seeds.{i}", f"must be >= 0, got {seed}") for i, seed in enumerate(seeds) if seed < 0]
     repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
     if repeated:
-        problems.append(("seeds", f"must be distinct ({why_distinct}), got {seeds!r} "
-                         f"({', '.join(map(str, repeated))} repeated)"))
+        problems.append(
+            ("seeds", f"must be distinct ({why_distinct}), got {seeds!r} ({', '.join(map(str, repeated))} repeated)")
+        )
     return problems
 
 
-def _arm_problems(study: StudyConfig, name: str, overrides: dict[str, Any], trial_ok: bool, trial_bad: Unchecked) -> list[Item]:
+def _arm_problems(
+    study: StudyConfig, name: str, overrides: dict[str, Any], trial_ok: bool, trial_bad: Unchecked
+) -> list[Item]:
     where = f"arms.{name}"
     if not overrides and name != CONTROL_ARM:
-        return [(where, f"no overrides: it would run the {CONTROL_ARM}'s trials again; set what this arm changes, "
-                 "e.g. optimizer.quantum_weight: 0.5, got {}")]
+        return [
+            (
+                where,
+                f"no overrides: it would run the {CONTROL_ARM}'s trials again; set what this arm changes, "
+                "e.g. optimizer.quantum_weight: 0.5, got {}",
+            )
+        ]
     problems = []
     for key, value in overrides.items():
         if key == "seed":
-            problems.append((f"{where}.seed", "set by seeds: (every arm runs with each of them, so arms are paired "
-                             f"by seed), not per arm, got {value!r}"))
+            problems.append(
+                (
+                    f"{where}.seed",
+                    "set by seeds: (every arm runs with each of them, so arms are paired "
+                    f"by seed), not per arm, got {value!r}",
+                )
+            )
             continue
         problem = _resolve_problem(str(key))
         if problem:
@@ -631,11 +732,20 @@ def _arm_problems(study: StudyConfig, name: str, overrides: dict[str, Any], tria
 def _objective_problems(study: StudyConfig) -> list[Item]:
     metric, data = study.objective.metric, study.trial.data
     if metric == "eval_accuracy" and data.task != "classification":
-        return [("objective.metric", "eval_accuracy is reported only for data.task classification, "
-                 f"got trial.data.task {data.task!r}")]
+        return [
+            (
+                "objective.metric",
+                f"eval_accuracy is reported only for data.task classification, got trial.data.task {data.task!r}",
+            )
+        ]
     if metric == "gsm8k_accuracy" and (data.task == "classification" or data.generate_examples == 0):
-        return [("objective.metric", "gsm8k_accuracy is reported only for GSM8K tasks with data.generate_examples > 0, "
-                 f"got trial.data.task {data.task!r}, generate_examples {data.generate_examples}")]
+        return [
+            (
+                "objective.metric",
+                "gsm8k_accuracy is reported only for GSM8K tasks with data.generate_examples > 0, "
+                f"got trial.data.task {data.task!r}, generate_examples {data.generate_examples}",
+            )
+        ]
     return []
 
 
@@ -660,8 +770,13 @@ def _space_problems(
                 problems.append((f"{where}.type", problem))
                 continue
         if grid and not bad and not spec.is_finite:
-            problems.append((where, "sampler.type grid needs a finite space: categorical, int, or float with step, "
-                             f"got type float without step (low={spec.low!r}, high={spec.high!r})"))
+            problems.append(
+                (
+                    where,
+                    "sampler.type grid needs a finite space: categorical, int, or float with step, "
+                    f"got type float without step (low={spec.low!r}, high={spec.high!r})",
+                )
+            )
         if not trial_ok or touches(bad, "choices"):
             continue
         # Each end of the range (each choice) put into the fixed trial: what would the trial say?
@@ -693,8 +808,13 @@ def _baseline_problems(
     if grid:
         missing = [key for key in study.space if key not in baseline]
         if missing:
-            problems.append((where, "sampler.type grid runs a baseline only if it sets every searched key "
-                             f"(Optuna's GridSampler), missing: {', '.join(missing)}"))
+            problems.append(
+                (
+                    where,
+                    "sampler.type grid runs a baseline only if it sets every searched key "
+                    f"(Optuna's GridSampler), missing: {', '.join(missing)}",
+                )
+            )
     if trial_ok and not any(key.startswith(f"{where}.") and "unknown trial setting" in m for key, m in problems):
         problems += _refused_overrides(study.trial, where, baseline, trial_bad)
     return problems
@@ -716,14 +836,23 @@ def _count_problems(study: StudyConfig, grid: bool, max_concurrent_ok: bool) -> 
     n, n_baselines = study.num_samples, len(study.baselines)
     problems = []
     if n < n_baselines:
-        problems.append(("num_samples", f"must be >= the number of baselines ({n_baselines}), which run first and "
-                         f"count as trials, got {n}"))
+        problems.append(
+            (
+                "num_samples",
+                f"must be >= the number of baselines ({n_baselines}), which run first and count as trials, got {n}",
+            )
+        )
     if max_concurrent_ok and study.max_concurrent > n:
         problems.append(("max_concurrent", f"must be <= num_samples ({n}), got {study.max_concurrent}"))
     size = study.grid_size() if grid and study.space else None
     if size is not None and n > size + n_baselines:
-        problems.append(("num_samples", f"sampler.type grid has {size} points + {n_baselines} baselines "
-                         f"= {size + n_baselines} trials at most, got {n}"))
+        problems.append(
+            (
+                "num_samples",
+                f"sampler.type grid has {size} points + {n_baselines} baselines "
+                f"= {size + n_baselines} trials at most, got {n}",
+            )
+        )
     return problems
 
 
@@ -738,14 +867,19 @@ def _field_at(path: str):
             if depth == 0:
                 sections = [n for n, f in model.model_fields.items() if _submodel(f.annotation)]
                 leaves = [n for n in model.model_fields if n not in sections]
-                return None, (f"unknown trial setting; allowed at the top level: {', '.join(leaves)}, "
-                              f"or a dotted key into {', '.join(sections)} (e.g. optimizer.lr)")
+                return None, (
+                    f"unknown trial setting; allowed at the top level: {', '.join(leaves)}, "
+                    f"or a dotted key into {', '.join(sections)} (e.g. optimizer.lr)"
+                )
             return None, f"unknown trial setting; allowed under {here}: {', '.join(model.model_fields)}"
         sub = _submodel(field.annotation)
         last = depth == len(parts) - 1
         if last:
             if sub is not None:
-                return None, f"names the section {path}, not a setting; allowed under {path}: {', '.join(sub.model_fields)}"
+                return (
+                    None,
+                    f"names the section {path}, not a setting; allowed under {path}: {', '.join(sub.model_fields)}",
+                )
             return field, None
         if sub is None:
             return None, f"unknown trial setting; {'.'.join(parts[: depth + 1])} is a setting, not a section"
@@ -777,9 +911,16 @@ def _kind_problem(path: str, spec: ParamSpec) -> str | None:
     elif annotation is str or typing.get_origin(annotation) is Literal:
         kind = "str"
     else:
-        return (f"{path} is a {getattr(annotation, '__name__', annotation)} setting and cannot be searched "
-                "(Optuna samples single values); set it under trial: or in baselines")
-    allowed = {"bool": ("categorical",), "str": ("categorical",), "int": ("int", "categorical"), "float": ("float", "int", "categorical")}[kind]
+        return (
+            f"{path} is a {getattr(annotation, '__name__', annotation)} setting and cannot be searched "
+            "(Optuna samples single values); set it under trial: or in baselines"
+        )
+    allowed = {
+        "bool": ("categorical",),
+        "str": ("categorical",),
+        "int": ("int", "categorical"),
+        "float": ("float", "int", "categorical"),
+    }[kind]
     if spec.type not in allowed:
         return f"{path} takes {kind} values: use type {' or '.join(allowed)}, got {spec.type!r}"
     return None

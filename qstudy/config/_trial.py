@@ -69,8 +69,9 @@ class QuantumConfig(_Strict):
     layers: list[int] | None = Field(None, description="attention layers that get the circuit; default all")
     seed: int = Field(0, ge=0, description="seed of the circuit angles' initialisation")
     compile: bool = Field(
-        False, description="torch.compile the attention function: ~1.2x SDPA instead of ~2.2x, for ~20 s of "
-        "compilation per worker process (worth it past a few dozen steps)"
+        False,
+        description="torch.compile the attention function: ~1.2x SDPA instead of ~2.2x, for ~20 s of "
+        "compilation per worker process (worth it past a few dozen steps)",
     )
 
 
@@ -100,14 +101,19 @@ class OptimizerConfig(_Strict):
 
 class DataConfig(_Strict):
     task: Literal["gsm8k", "synthetic_gsm8k", "classification"] = Field(
-        "synthetic_gsm8k", description="gsm8k: JSONL/HF-dataset files; synthetic_gsm8k: offline generator; "
-        "classification: the paper's synthetic sequence classification (experiment 1)"
+        "synthetic_gsm8k",
+        description="gsm8k: JSONL/HF-dataset files; synthetic_gsm8k: offline generator; "
+        "classification: the paper's synthetic sequence classification (experiment 1)",
     )
-    train_path: LocalPath | None = Field(None, description="gsm8k: train JSONL file or saved HF dataset directory; ~ and $VAR expand")
+    train_path: LocalPath | None = Field(
+        None, description="gsm8k: train JSONL file or saved HF dataset directory; ~ and $VAR expand"
+    )
     eval_path: LocalPath | None = Field(None, description="gsm8k: held-out JSONL file or HF dataset directory")
     train_examples: int | None = Field(None, ge=1, description="use the first N training examples (all if unset)")
     eval_examples: int = Field(64, ge=1, description="held-out examples for eval loss")
-    generate_examples: int = Field(8, ge=0, description="held-out problems answered by greedy generation (GSM8K accuracy)")
+    generate_examples: int = Field(
+        8, ge=0, description="held-out problems answered by greedy generation (GSM8K accuracy)"
+    )
     max_new_tokens: int = Field(64, ge=1, description="generation budget per GSM8K answer")
     max_tokens: int = Field(256, ge=8, description="sequence length; longer examples are truncated")
     seed: int = Field(0, ge=0, description="seed of the synthetic data")
@@ -120,7 +126,9 @@ class TrainConfig(_Strict):
     eval_every_steps: int = Field(10, ge=1, description="eval cadence (and at the last step)")
     log_every_steps: int = Field(1, ge=1, description="train-metric report cadence")
     checkpoint_every_steps: int | None = Field(
-        None, ge=0, description="DeepSpeed checkpoint cadence (and at the last step), what a restart resumes from; "
+        None,
+        ge=0,
+        description="DeepSpeed checkpoint cadence (and at the last step), what a restart resumes from; "
         "None: with every eval; 0: never, a restart starts over (a checkpoint is ~14 bytes per parameter: ~1 TB at 70B)",
     )
     checkpoints_to_keep: int = Field(1, ge=1, description="newest checkpoints kept per trial; older ones are deleted")
@@ -156,19 +164,33 @@ class TrialConfig(_Strict):
         if not touches(unchecked, "train.global_batch_size", "train.micro_batch_size", "resources.num_workers"):
             per_step = train.micro_batch_size * workers
             if train.global_batch_size % per_step:
-                problems.append(("train.global_batch_size", "must be a multiple of train.micro_batch_size x "
-                                 f"resources.num_workers = {train.micro_batch_size} x {workers} = {per_step}, "
-                                 f"got {train.global_batch_size}"))
+                problems.append(
+                    (
+                        "train.global_batch_size",
+                        "must be a multiple of train.micro_batch_size x "
+                        f"resources.num_workers = {train.micro_batch_size} x {workers} = {per_step}, "
+                        f"got {train.global_batch_size}",
+                    )
+                )
         model = self.model
         if not touches(unchecked, "model.path", "model.num_hidden_layers"):
             if model.path is not None and model.num_hidden_layers is not None:
-                problems.append(("model.num_hidden_layers", "overrides a preset's depth; it cannot apply to a "
-                                 "checkpoint loaded from model.path, got num_hidden_layers="
-                                 f"{model.num_hidden_layers} with path={model.path!r}"))
+                problems.append(
+                    (
+                        "model.num_hidden_layers",
+                        "overrides a preset's depth; it cannot apply to a "
+                        "checkpoint loaded from model.path, got num_hidden_layers="
+                        f"{model.num_hidden_layers} with path={model.path!r}",
+                    )
+                )
         if not touches(unchecked, "data.task", "data.train_path"):
             if self.data.task == "gsm8k" and self.data.train_path is None:
-                problems.append(("data.train_path", "required for data.task gsm8k: a JSONL file or a saved HF "
-                                 "dataset directory, got None"))
+                problems.append(
+                    (
+                        "data.train_path",
+                        "required for data.task gsm8k: a JSONL file or a saved HF dataset directory, got None",
+                    )
+                )
         return problems
 
     @property

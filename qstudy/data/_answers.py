@@ -62,8 +62,8 @@ def final_answer(text: str) -> str | None:
         if first is not None:
             return _canonical(first)
     last = None
-    for last in _matches(text):
-        pass
+    for match in _matches(text):
+        last = match
     return None if last is None else _canonical(last)
 
 

@@ -79,7 +79,9 @@ def _contains(sequences: torch.Tensor, motifs: torch.Tensor) -> torch.Tensor:
     return (windows[:, :, None, :] == motifs[None, None]).all(-1).any(1)  # [n, classes]
 
 
-def _draw_split(n: int, motifs: torch.Tensor, vocab_size: int, seq_tokens: int, generator: torch.Generator) -> ClassificationSplit:
+def _draw_split(
+    n: int, motifs: torch.Tensor, vocab_size: int, seq_tokens: int, generator: torch.Generator
+) -> ClassificationSplit:
     num_classes, motif_tokens = motifs.shape
     labels = (torch.arange(n) % num_classes)[torch.randperm(n, generator=generator)]
     sequences = torch.empty((n, seq_tokens), dtype=torch.long)
@@ -134,7 +136,9 @@ def make_classification_task(
     if motif_tokens < 2 or motif_tokens > vocab_size - 1:
         raise ValueError(f"motif_tokens must be in [2, vocab_size-1={vocab_size - 1}], got motif_tokens={motif_tokens}")
     if not 2 <= num_classes <= math.factorial(motif_tokens):
-        raise ValueError(f"num_classes must be in [2, motif_tokens!={math.factorial(motif_tokens)}], got num_classes={num_classes}")
+        raise ValueError(
+            f"num_classes must be in [2, motif_tokens!={math.factorial(motif_tokens)}], got num_classes={num_classes}"
+        )
     if seq_tokens < motif_tokens:
         raise ValueError(f"seq_tokens must be >= motif_tokens={motif_tokens}, got seq_tokens={seq_tokens}")
     # One generator per purpose, so n_train does not move the eval set.

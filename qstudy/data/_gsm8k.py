@@ -114,7 +114,9 @@ def load_gsm8k(path: str | Path, *, split: str | None = None) -> list[GSM8KExamp
             raise DataError(f"split={split!r} only applies to a saved DatasetDict directory, got the file {path}")
         examples, where = _read_jsonl(path), path
     if not examples:
-        raise DataError(f"{where} contains no GSM8K problems (expected one JSON object per line with 'question' and 'answer')")
+        raise DataError(
+            f"{where} contains no GSM8K problems (expected one JSON object per line with 'question' and 'answer')"
+        )
     return examples
 
 
@@ -171,10 +173,14 @@ def _read_saved_dataset(path: Path, split: str | None) -> list[GSM8KExample]:
     if dict_file.is_file():
         splits = json.loads(dict_file.read_text(encoding="utf-8")).get("splits", [])
         if split not in splits:
-            raise DataError(f"{path} is a saved DatasetDict with splits {splits}: pass split= one of them, got split={split!r}")
+            raise DataError(
+                f"{path} is a saved DatasetDict with splits {splits}: pass split= one of them, got split={split!r}"
+            )
         return _read_saved_dataset(path / split, None)
     if split is not None:
-        raise DataError(f"split={split!r} only applies to a saved DatasetDict directory; {path} has no dataset_dict.json")
+        raise DataError(
+            f"split={split!r} only applies to a saved DatasetDict directory; {path} has no dataset_dict.json"
+        )
     state_file = path / "state.json"
     if not state_file.is_file():
         raise DataError(
@@ -183,7 +189,9 @@ def _read_saved_dataset(path: Path, split: str | None) -> list[GSM8KExample]:
         )
     state = json.loads(state_file.read_text(encoding="utf-8"))
     if state.get("_indices_data_files"):
-        raise DataError(f"{path}: saved with an indices mapping, which is not read here; save it after flatten_indices()")
+        raise DataError(
+            f"{path}: saved with an indices mapping, which is not read here; save it after flatten_indices()"
+        )
     shards = [entry["filename"] for entry in state.get("_data_files", [])]
     if not shards:
         raise DataError(f"{path}/state.json lists no data files ('_data_files' is empty)")
@@ -278,8 +286,8 @@ def format_example(question: str, answer: str, tokenizer: PreTrainedTokenizerBas
     if _has_chat_template(tokenizer):
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         full = tokenizer.apply_chat_template(messages, tokenize=False)
-        if full.startswith(prompt) and answer.strip() in full[len(prompt):]:
-            return prompt, full[len(prompt):]
+        if full.startswith(prompt) and answer.strip() in full[len(prompt) :]:
+            return prompt, full[len(prompt) :]
         logger.warning("chat template does not extend its generation prompt; using answer + EOS as the completion")
     return prompt, answer + (tokenizer.eos_token or "")
 
@@ -321,10 +329,14 @@ def encode_example(example: GSM8KExample, tokenizer: PreTrainedTokenizerBase, *,
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     input_ids = (prompt_ids + completion_ids)[:max_tokens]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + completion_ids)[:max_tokens]
-    return EncodedExample(input_ids=input_ids, labels=labels, truncated=len(prompt_ids) + len(completion_ids) > max_tokens)
+    return EncodedExample(
+        input_ids=input_ids, labels=labels, truncated=len(prompt_ids) + len(completion_ids) > max_tokens
+    )
 
 
-def encode_gsm8k(examples: Sequence[GSM8KExample], tokenizer: PreTrainedTokenizerBase, *, max_tokens: int) -> list[EncodedExample]:
+def encode_gsm8k(
+    examples: Sequence[GSM8KExample], tokenizer: PreTrainedTokenizerBase, *, max_tokens: int
+) -> list[EncodedExample]:
     """Tokenizes problems (see `encode_example`), dropping those with no answer token left.
 
     An example whose prompt alone fills ``max_tokens`` would add nothing to the loss,
@@ -348,9 +360,16 @@ def encode_gsm8k(examples: Sequence[GSM8KExample], tokenizer: PreTrainedTokenize
     kept = [e for e in encoded if e.answer_tokens > 0]
     n_truncated = sum(e.truncated for e in kept)
     if examples and not kept:
-        raise DataError(f"max_tokens={max_tokens} is too small: the prompt of every one of the {len(examples)} examples fills it")
+        raise DataError(
+            f"max_tokens={max_tokens} is too small: the prompt of every one of the {len(examples)} examples fills it"
+        )
     if len(kept) < len(encoded):
-        logger.warning("max_tokens=%d: dropped %d of %d examples whose prompt fills it", max_tokens, len(encoded) - len(kept), len(encoded))
+        logger.warning(
+            "max_tokens=%d: dropped %d of %d examples whose prompt fills it",
+            max_tokens,
+            len(encoded) - len(kept),
+            len(encoded),
+        )
     if n_truncated:
         logger.warning("max_tokens=%d: cut the completion of %d of %d examples", max_tokens, n_truncated, len(kept))
     return kept
@@ -404,7 +423,9 @@ def collate_batch(examples: Sequence[EncodedExample], *, max_tokens: int, pad_to
     for row, example in enumerate(examples):
         length = len(example.input_ids)
         if length > max_tokens:
-            raise ValueError(f"example {row} has {length} tokens, more than max_tokens={max_tokens}: encode with the same max_tokens")
+            raise ValueError(
+                f"example {row} has {length} tokens, more than max_tokens={max_tokens}: encode with the same max_tokens"
+            )
         input_ids[row, :length] = torch.tensor(example.input_ids, dtype=torch.long)
         attention_mask[row, :length] = 1
         labels[row, :length] = torch.tensor(example.labels, dtype=torch.long)

@@ -60,7 +60,9 @@ def _change(rng: random.Random) -> GSM8KExample:
     cost = count * price
     bill = next(b for b in (10, 20, 50, 100, 200) if b >= cost)
     change = bill - cost
-    question = f"{name} buys {count} {item} at ${price} each and pays with a ${bill} bill. How much change does {name} get?"
+    question = (
+        f"{name} buys {count} {item} at ${price} each and pays with a ${bill} bill. How much change does {name} get?"
+    )
     answer = (
         f"The {item} cost {count}*{price} = $<<{count}*{price}={cost}>>{cost}.\n"
         f"{name} gets {bill}-{cost} = $<<{bill}-{cost}={change}>>{change} in change.\n"

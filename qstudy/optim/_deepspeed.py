@@ -43,8 +43,7 @@ def bind_deepspeed(engine: Any) -> SuperpositionalAdamW:
     client = getattr(wrapper, "optimizer", None)
     if not isinstance(client, SuperpositionalAdamW):
         raise TypeError(
-            f"bind_deepspeed: the engine's client optimizer is {type(client).__name__}, "
-            "expected SuperpositionalAdamW"
+            f"bind_deepspeed: the engine's client optimizer is {type(client).__name__}, expected SuperpositionalAdamW"
         )
     kind = type(wrapper).__name__
     if kind == "DeepSpeedZeroOptimizer":
@@ -107,10 +106,14 @@ def _bind_zero12(wrapper, client: SuperpositionalAdamW) -> None:
         pieces = [
             (flat_start, offsets[id(p)], int(meta.numel()))
             for p, meta, flat_start in zip(
-                wrapper.round_robin_bit16_groups[i], wrapper.round_robin_bit16_meta[i], wrapper.round_robin_bit16_offsets[i]
+                wrapper.round_robin_bit16_groups[i],
+                wrapper.round_robin_bit16_meta[i],
+                wrapper.round_robin_bit16_offsets[i],
             )
         ]
-        layout = Layout(i, total, _runs(pieces, left, size), dist.get_world_size(group=process_group) > 1, process_group)
+        layout = Layout(
+            i, total, _runs(pieces, left, size), dist.get_world_size(group=process_group) > 1, process_group
+        )
         client.set_layout(wrapper.single_partition_of_fp32_groups[i], layout)
 
 
@@ -123,7 +126,9 @@ def _bind_bf16(wrapper, client: SuperpositionalAdamW) -> None:
         flat = wrapper.fp32_groups_flat_partition[i]
         size = int(flat.numel())
         pieces = [(offsets[id(p)], offsets[id(p)], p.numel()) for p in params]  # packed, padded at the end
-        layout = Layout(i, total, _runs(pieces, rank * size, size), dist.get_world_size(group=process_group) > 1, process_group)
+        layout = Layout(
+            i, total, _runs(pieces, rank * size, size), dist.get_world_size(group=process_group) > 1, process_group
+        )
         client.set_layout(flat, layout)
 
 
@@ -169,9 +174,5 @@ def _bind_zero3(wrapper, client: SuperpositionalAdamW) -> None:
                 if length:
                     pieces.append(Segment(local, offsets[id(p)] + start, length))
                 local += part
-            layout = Layout(
-                group_id, total, tuple(pieces), dist.get_world_size(group=process_group) > 1, process_group
-            )
+            layout = Layout(group_id, total, tuple(pieces), dist.get_world_size(group=process_group) > 1, process_group)
             client.set_layout(wrapper.fp32_partitioned_groups_flat[sub], layout)
-
-

@@ -12,7 +12,7 @@ from torch.optim.adamw import adamw as _adamw_functional
 
 from qstudy.optim._kernels import fused_sin_adamw_step
 from qstudy.optim._layout import Layout, default_layouts
-from qstudy.quantum._optimizer_circuit import MAX_OPTIMIZER_QUBITS, optimizer_response
+from qstudy.quantum import MAX_OPTIMIZER_QUBITS, optimizer_response
 
 __all__ = ["SuperpositionalAdamW", "RESPONSES", "SCOPES"]
 
@@ -404,7 +404,11 @@ def _perturbations(group, params, grads, layouts, step: int):
     response = group["response"]
     if group["scope"] == "leading" and all(layout.group != 0 for layout in layouts):
         return []  # the same on every rank: no rank holds a leading coordinate here
-    runs = [(p, g, layout, seg, lo, hi) for p, g, layout in zip(params, grads, layouts) for seg, lo, hi in _scoped_runs(group, layout)]
+    runs = [
+        (p, g, layout, seg, lo, hi)
+        for p, g, layout in zip(params, grads, layouts)
+        for seg, lo, hi in _scoped_runs(group, layout)
+    ]
     if response == "circuit":
         return _circuit_perturbations(group, params, layouts, runs)
     out = []

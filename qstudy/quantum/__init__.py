@@ -7,9 +7,10 @@ Depends on torch and qiskit only (never ray, mlflow, deepspeed or transformers).
 from qstudy.quantum._attention import aer_parity, attention_response, quantum_attention, response_series
 from qstudy.quantum._attention_circuit import attention_circuit, bind_attention_circuit
 from qstudy.quantum._circuits import cnot_ring_pairs
-from qstudy.quantum._optimizer_circuit import optimizer_circuit, optimizer_response
+from qstudy.quantum._optimizer_circuit import MAX_OPTIMIZER_QUBITS, optimizer_circuit, optimizer_response
 
 __all__ = [
+    "MAX_OPTIMIZER_QUBITS",
     "aer_parity",
     "attention_circuit",
     "attention_response",

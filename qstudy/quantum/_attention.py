@@ -142,4 +142,3 @@ def quantum_attention(
         weights = torch.nn.functional.dropout(weights, p=dropout_p)
     out = torch.matmul(weights.view(batch, kv_heads, groups * q_len, k_len), value)
     return out.view(batch, heads, q_len, value.shape[-1])
-

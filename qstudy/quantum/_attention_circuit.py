@@ -166,7 +166,9 @@ class _AerSamples(torch.autograd.Function):
         b64 = b.detach().to("cpu", torch.float64).numpy()
         s = points.detach().cpu().numpy()
         ctx.save_for_backward(a, b, points)
-        values = _aer_amplitude_sums(s, np.broadcast_to(a64, (len(s), *a64.shape)), np.broadcast_to(b64, (len(s), *b64.shape)))
+        values = _aer_amplitude_sums(
+            s, np.broadcast_to(a64, (len(s), *a64.shape)), np.broadcast_to(b64, (len(s), *b64.shape))
+        )
         return torch.as_tensor(values.real, dtype=torch.float64, device=a.device)
 
     @staticmethod

@@ -74,8 +74,16 @@ def evaluate_series(s: torch.Tensor, coefficients: torch.Tensor, omega: float) -
     # Clenshaw, from the top degree down: cos series in T_k, sin series in U_{k-1}.
     cos_b1 = cos_b2 = sin_b1 = sin_b2 = None
     for k in range(degree, 0, -1):
-        cos_b = alpha[k] if cos_b1 is None else (alpha[k] + two_x * cos_b1 if cos_b2 is None else alpha[k] + two_x * cos_b1 - cos_b2)
-        sin_b = beta[k] if sin_b1 is None else (beta[k] + two_x * sin_b1 if sin_b2 is None else beta[k] + two_x * sin_b1 - sin_b2)
+        cos_b = (
+            alpha[k]
+            if cos_b1 is None
+            else (alpha[k] + two_x * cos_b1 if cos_b2 is None else alpha[k] + two_x * cos_b1 - cos_b2)
+        )
+        sin_b = (
+            beta[k]
+            if sin_b1 is None
+            else (beta[k] + two_x * sin_b1 if sin_b2 is None else beta[k] + two_x * sin_b1 - sin_b2)
+        )
         cos_b2, cos_b1 = cos_b1, cos_b
         sin_b2, sin_b1 = sin_b1, sin_b
     cos_sum = alpha[0] + x * cos_b1 - (cos_b2 if cos_b2 is not None else 0.0)

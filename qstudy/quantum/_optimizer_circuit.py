@@ -16,8 +16,13 @@ import torch
 from qstudy.quantum._circuits import cnot_ring_pairs
 from qstudy.quantum._statevector import apply_cnot_ring, apply_single_qubit, expect_x, product_state
 
-__all__ = ["MAX_OPTIMIZER_QUBITS", "STATEVECTOR_BUDGET_BYTES", "blocks_per_chunk", "optimizer_circuit",
-           "optimizer_response"]
+__all__ = [
+    "MAX_OPTIMIZER_QUBITS",
+    "STATEVECTOR_BUDGET_BYTES",
+    "blocks_per_chunk",
+    "optimizer_circuit",
+    "optimizer_response",
+]
 
 MAX_OPTIMIZER_QUBITS = 20
 # Bytes of statevectors optimizer_response holds at once: it simulates its blocks a chunk

@@ -26,9 +26,7 @@ def product_state(cos_half: torch.Tensor, sin_half: torch.Tensor) -> torch.Tenso
     return state
 
 
-def apply_single_qubit(
-    state: torch.Tensor, qubit: int, n_qubits: int, u00, u01, u10, u11
-) -> torch.Tensor:
+def apply_single_qubit(state: torch.Tensor, qubit: int, n_qubits: int, u00, u01, u10, u11) -> torch.Tensor:
     """Applies the 2x2 matrix [[u00, u01], [u10, u11]] to ``qubit``.
 
     Each entry is a scalar or a ``[batch]`` tensor (one matrix per batch element).

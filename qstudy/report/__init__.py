@@ -25,8 +25,9 @@ __all__ = ["ReportError", "write_report"]
 _TIMING_TAG = "qstudy.timing"
 
 
-def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int = 4, retime: bool = False,
-                 printer=print) -> dict[str, Any]:
+def write_report(
+    study, source: str, timing_rounds: int = 10, timing_steps: int = 4, retime: bool = False, printer=print
+) -> dict[str, Any]:
     """Writes the report of ``study`` (a ``StudyConfig``) and returns its ``report.json`` content.
 
     Args:
@@ -49,11 +50,15 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
     paths = study_paths(study)
     uri = paths["tracking_uri"]
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise ReportError(f"{source}: study {study.name}: its MLflow store {uri} does not exist: run "
-                          f"`qstudy sweep {source}` first (from the directory it was run in)")
+        raise ReportError(
+            f"{source}: study {study.name}: its MLflow store {uri} does not exist: run "
+            f"`qstudy sweep {source}` first (from the directory it was run in)"
+        )
     if not Path(paths["output"], "optuna.db").is_file():
-        raise ReportError(f"{source}: study {study.name}: no Optuna storage at {paths['optuna_url']}: run "
-                          f"`qstudy sweep {source}` first (from the directory it was run in)")
+        raise ReportError(
+            f"{source}: study {study.name}: no Optuna storage at {paths['optuna_url']}: run "
+            f"`qstudy sweep {source}` first (from the directory it was run in)"
+        )
     if not is_server_uri(uri):
         from mlflow import MlflowClient
 
@@ -83,11 +88,13 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
     report = {"header": header, **numbers, "figures": figures, "notes": notes}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "report.md").write_text(render_markdown(header, numbers, figures, notes))
-    tracker.log_study_artifacts({
-        "report/report.md": (out / "report.md").read_text(),
-        "report/report.json": (out / "report.json").read_text(),
-        **{f"report/figures/{name}": (out / "figures" / name).read_bytes() for name in figures},
-    })
+    tracker.log_study_artifacts(
+        {
+            "report/report.md": (out / "report.md").read_text(),
+            "report/report.json": (out / "report.json").read_text(),
+            **{f"report/figures/{name}": (out / "figures" / name).read_bytes() for name in figures},
+        }
+    )
     tracker.set_report_description(description_section(header, numbers))
     for phase, arms in numbers["arms"].items():
         if arms:
@@ -98,7 +105,9 @@ def write_report(study, source: str, timing_rounds: int = 10, timing_steps: int 
     return report
 
 
-def _paired_timing(study, record, tracker, rounds: int, steps: int, retime: bool, printer) -> tuple[dict[str, list[float]], str | None]:
+def _paired_timing(
+    study, record, tracker, rounds: int, steps: int, retime: bool, printer
+) -> tuple[dict[str, list[float]], str | None]:
     """The paired step times per arm: read from the parent run, measured and logged first if absent."""
     from qstudy.report._timing import measure_step_times
 
@@ -119,8 +128,14 @@ def _paired_timing(study, record, tracker, rounds: int, steps: int, retime: bool
         first = 0 if logged is None else logged["first_step"] + logged["rounds"]
         for r in range(rounds):
             tracker.log_study_metrics({f"timing/{arm}/step_s": times[arm][r] for arm in arms}, step=first + r)
-        logged = {"first_step": first, "rounds": rounds, "steps": steps, "arms": list(arms),
-                  "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "machine": _machine()}
+        logged = {
+            "first_step": first,
+            "rounds": rounds,
+            "steps": steps,
+            "arms": list(arms),
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": _machine(),
+        }
         tracker.client.set_tag(record.parent_run_id, _TIMING_TAG, json.dumps(logged))
     span = range(logged["first_step"], logged["first_step"] + logged["rounds"])
     timing = {}
@@ -144,9 +159,15 @@ def _timed_arms(study, record) -> dict[str, dict[str, Any]]:
 def _commit() -> str:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if out.returncode != 0:

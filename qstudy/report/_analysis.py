@@ -93,7 +93,11 @@ def _to_target(trials: dict[int, TrialRecord], metric: str, target: float) -> di
 def _target_summary(per_seed: dict[int, dict[str, Any]], steps_per_epoch: float | None) -> dict[str, Any]:
     steps = [v["step"] for v in per_seed.values()]
     reached = sum(v["reached"] for v in per_seed.values())
-    summary: dict[str, Any] = {"n": len(steps), "reached": reached, "per_seed": {str(s): v for s, v in per_seed.items()}}
+    summary: dict[str, Any] = {
+        "n": len(steps),
+        "reached": reached,
+        "per_seed": {str(s): v for s, v in per_seed.items()},
+    }
     if not steps:
         return summary
     summary["steps"] = mean_interval(steps).as_dict()
@@ -129,8 +133,11 @@ def _arm_summaries(study, record: StudyRecord, phase: str, timing: dict[str, lis
             "trials": len(arms[name]),
             "n": len(finals),
             "seeds": sorted(finals),
-            "not_completed": [{"trial_id": t.trial_id, "seed": t.seed, "status": t.status}
-                              for t in arms[name] if t.status != "completed"],
+            "not_completed": [
+                {"trial_id": t.trial_id, "seed": t.seed, "status": t.status}
+                for t in arms[name]
+                if t.status != "completed"
+            ],
             "final": _interval(list(finals.values())),
             "final_per_seed": {str(s): v for s, v in sorted(finals.items())},
         }
@@ -139,7 +146,8 @@ def _arm_summaries(study, record: StudyRecord, phase: str, timing: dict[str, lis
             summary["paired_seeds"] = paired
             summary["difference"] = (
                 paired_difference([finals[s] for s in paired], [_final(control[s], metric) for s in paired]).as_dict()
-                if paired else None
+                if paired
+                else None
             )
         any_trial = next(iter(trials.values()), None)
         steps_per_epoch = _steps_per_epoch(any_trial) if any_trial else None
@@ -160,8 +168,9 @@ def _arm_summaries(study, record: StudyRecord, phase: str, timing: dict[str, lis
     return out
 
 
-def _identical(name: str, earlier: list[str], completed: dict[str, dict[int, TrialRecord]],
-               arms: dict[str, list[TrialRecord]]) -> tuple[str | None, str | None]:
+def _identical(
+    name: str, earlier: list[str], completed: dict[str, dict[int, TrialRecord]], arms: dict[str, list[TrialRecord]]
+) -> tuple[str | None, str | None]:
     """The first earlier arm this arm equals seed for seed (every paired seed), and why."""
     mine = completed[name]
     for other in earlier:
@@ -174,17 +183,27 @@ def _identical(name: str, earlier: list[str], completed: dict[str, dict[int, Tri
 
 def _likely_reason(mine: dict[int, TrialRecord], theirs: dict[int, TrialRecord], paired: list[int]) -> str:
     trial = mine[paired[0]]
-    differing = sorted(k for k, v in trial.values.items() if k != "seed" and str(v) != str(theirs[paired[0]].values.get(k)))
+    differing = sorted(
+        k for k, v in trial.values.items() if k != "seed" and str(v) != str(theirs[paired[0]].values.get(k))
+    )
     nonzero = [v for s in paired for _, v in mine[s].curves.get("nonzero_perturbation_coordinates", [])]
     perturbed = [v for s in paired for _, v in mine[s].curves.get("perturbed_coordinates", [])]
     lam = float(trial.params.get("optimizer.quantum_weight", "nan"))
     if nonzero and max(nonzero) == 0 and lam > 0:
         scope = trial.params.get("optimizer.scope")
-        where = (" (scope leading: the model's first optimizer.n_qubits coordinates, e.g. the embedding row of a "
-                 "token that never occurs)") if scope == "leading" else ""
+        where = (
+            (
+                " (scope leading: the model's first optimizer.n_qubits coordinates, e.g. the embedding row of a "
+                "token that never occurs)"
+            )
+            if scope == "leading"
+            else ""
+        )
         count = f"{int(max(perturbed))} perturbed coordinates" if perturbed else "the perturbed coordinates"
-        return (f"{count} had a zero gradient at every reported step (nonzero_perturbation_coordinates = 0), so "
-                f"Q = response·g was 0{where}")
+        return (
+            f"{count} had a zero gradient at every reported step (nonzero_perturbation_coordinates = 0), so "
+            f"Q = response·g was 0{where}"
+        )
     return f"its settings ({', '.join(differing) or 'none'}) left every logged curve unchanged"
 
 
@@ -202,11 +221,20 @@ def _diagnostics(trials: dict[int, TrialRecord]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- claims
 
 
-def _claim(claim, arms: dict[str, Any], completed: dict[str, dict[int, TrialRecord]],
-           timing: dict[str, list[float]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"text": claim.text, "measure": claim.measure, "arm": claim.arm, "control": claim.control,
-                           "metric": claim.metric, "target": claim.target, "paper": claim.paper,
-                           "paper_control": claim.paper_control, "paper_change": claim.claimed_change()}
+def _claim(
+    claim, arms: dict[str, Any], completed: dict[str, dict[int, TrialRecord]], timing: dict[str, list[float]]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "text": claim.text,
+        "measure": claim.measure,
+        "arm": claim.arm,
+        "control": claim.control,
+        "metric": claim.metric,
+        "target": claim.target,
+        "paper": claim.paper,
+        "paper_control": claim.paper_control,
+        "paper_change": claim.claimed_change(),
+    }
     if claim.arm not in completed or claim.control not in completed:
         return {**out, "verdict": "not measured", "why": "the arm or its control has no completed trial"}
     arm, control = completed[claim.arm], completed[claim.control]
@@ -214,24 +242,45 @@ def _claim(claim, arms: dict[str, Any], completed: dict[str, dict[int, TrialReco
         return {**out, **_best_arm(claim, completed)}
     sign = 1 if (claim.claimed_change() or 0) > 0 else -1
     if claim.measure == "final":
-        seeds = sorted(s for s in set(arm) & set(control)
-                       if _final(arm[s], claim.metric) is not None and _final(control[s], claim.metric) is not None)
+        seeds = sorted(
+            s
+            for s in set(arm) & set(control)
+            if _final(arm[s], claim.metric) is not None and _final(control[s], claim.metric) is not None
+        )
         if not seeds:
             return {**out, "verdict": "not measured", "why": "no seed where both completed"}
         a = [_final(arm[s], claim.metric) for s in seeds]
         c = [_final(control[s], claim.metric) for s in seeds]
         diff = paired_difference(a, c)
-        claimed_diff = (claim.paper - claim.paper_control) if claim.paper is not None and claim.paper_control is not None else None
+        claimed_diff = (
+            (claim.paper - claim.paper_control) if claim.paper is not None and claim.paper_control is not None else None
+        )
         sign = 1 if (claimed_diff if claimed_diff is not None else claim.claimed_change()) > 0 else -1
-        return {**out, "seeds": seeds, "arm_value": mean_interval(a).as_dict(), "control_value": mean_interval(c).as_dict(),
-                "difference": diff.as_dict(), "claimed_difference": claimed_diff,
-                "verdict": verdict(diff, sign), **_size_note(diff, claimed_diff)}
+        return {
+            **out,
+            "seeds": seeds,
+            "arm_value": mean_interval(a).as_dict(),
+            "control_value": mean_interval(c).as_dict(),
+            "difference": diff.as_dict(),
+            "claimed_difference": claimed_diff,
+            "verdict": verdict(diff, sign),
+            **_size_note(diff, claimed_diff),
+        }
     if claim.measure == "time_per_step":
         if claim.arm not in timing or claim.control not in timing:
-            return {**out, "verdict": "not measured", "why": "no paired timing of these arms (qstudy report --timing-rounds 0?)"}
+            return {
+                **out,
+                "verdict": "not measured",
+                "why": "no paired timing of these arms (qstudy report --timing-rounds 0?)",
+            }
         change = mean_interval([x / y - 1 for x, y in zip(timing[claim.arm], timing[claim.control])])
-        return {**out, "change": change.as_dict(), "rounds": change.n, "verdict": verdict(change, sign),
-                **_size_note(change, claim.claimed_change())}
+        return {
+            **out,
+            "change": change.as_dict(),
+            "rounds": change.n,
+            "verdict": verdict(change, sign),
+            **_size_note(change, claim.claimed_change()),
+        }
     # steps / epochs / time to target: per paired seed, censored where a seed never reached it
     a_t, c_t = _to_target(arm, claim.metric, claim.target), _to_target(control, claim.metric, claim.target)
     seeds = sorted(set(a_t) & set(c_t))
@@ -241,8 +290,11 @@ def _claim(claim, arms: dict[str, Any], completed: dict[str, dict[int, TrialReco
     scale = 1.0 / spe if claim.measure == "epochs_to_target" and spe else 1.0
     arm_censored = [s for s in seeds if not a_t[s]["reached"]]
     control_censored = [s for s in seeds if not c_t[s]["reached"]]
-    res: dict[str, Any] = {"seeds": seeds, "arm_reached": len(seeds) - len(arm_censored),
-                           "control_reached": len(seeds) - len(control_censored)}
+    res: dict[str, Any] = {
+        "seeds": seeds,
+        "arm_reached": len(seeds) - len(arm_censored),
+        "control_reached": len(seeds) - len(control_censored),
+    }
     if claim.measure == "time_to_target":
         if claim.arm not in timing or claim.control not in timing:
             return {**out, **res, "verdict": "not measured", "why": "no paired timing of these arms"}
@@ -255,17 +307,24 @@ def _claim(claim, arms: dict[str, Any], completed: dict[str, dict[int, TrialReco
         a = [a_t[s]["step"] * scale for s in seeds]
         c = [c_t[s]["step"] * scale for s in seeds]
         measured = paired_difference(a, c)
-        res.update(arm_value=mean_interval(a).as_dict(), control_value=mean_interval(c).as_dict(),
-                   difference=measured.as_dict())
-        claimed = (claim.paper - claim.paper_control) if claim.paper is not None and claim.paper_control is not None else None
+        res.update(
+            arm_value=mean_interval(a).as_dict(),
+            control_value=mean_interval(c).as_dict(),
+            difference=measured.as_dict(),
+        )
+        claimed = (
+            (claim.paper - claim.paper_control) if claim.paper is not None and claim.paper_control is not None else None
+        )
         if claimed is not None:
             sign = 1 if claimed > 0 else -1
         res["claimed_difference"] = claimed
     res["verdict"] = _censored_verdict(measured, sign, bool(arm_censored), bool(control_censored))
     if arm_censored or control_censored:
-        res["why"] = (f"censored: the arm never reached {claim.target} in {len(arm_censored)} of {len(seeds)} seeds, "
-                      f"the control in {len(control_censored)}; those seeds count at their last evaluation (a lower "
-                      "bound), so only a verdict the bound cannot overturn is given")
+        res["why"] = (
+            f"censored: the arm never reached {claim.target} in {len(arm_censored)} of {len(seeds)} seeds, "
+            f"the control in {len(control_censored)}; those seeds count at their last evaluation (a lower "
+            "bound), so only a verdict the bound cannot overturn is given"
+        )
     else:
         res.update(_size_note(measured, claimed))
     return {**out, **res}
@@ -314,11 +373,15 @@ def _best_arm(claim, completed: dict[str, dict[int, TrialRecord]]) -> dict[str, 
     for name in claim.among:
         if name == claim.arm or name not in means:
             continue
-        seeds = sorted(s for s in set(mine) & set(completed[name])
-                       if _final(mine[s], metric) is not None and _final(completed[name][s], metric) is not None)
+        seeds = sorted(
+            s
+            for s in set(mine) & set(completed[name])
+            if _final(mine[s], metric) is not None and _final(completed[name][s], metric) is not None
+        )
         if seeds:
-            versus[name] = paired_difference([_final(mine[s], metric) for s in seeds],
-                                             [_final(completed[name][s], metric) for s in seeds])
+            versus[name] = paired_difference(
+                [_final(mine[s], metric) for s in seeds], [_final(completed[name][s], metric) for s in seeds]
+            )
     sides = [d.excludes_zero() * better for d in versus.values()]
     if any(side < 0 for side in sides):
         result = "contradicted"
@@ -326,8 +389,12 @@ def _best_arm(claim, completed: dict[str, dict[int, TrialRecord]]) -> dict[str, 
         result = "holds"
     else:
         result = "not supported"
-    return {"means": means, "best_by_mean": best, "versus": {k: v.as_dict() for k, v in versus.items()},
-            "verdict": result}
+    return {
+        "means": means,
+        "best_by_mean": best,
+        "versus": {k: v.as_dict() for k, v in versus.items()},
+        "verdict": result,
+    }
 
 
 # --------------------------------------------------------------------------- search
@@ -340,12 +407,23 @@ def _search(study, record: StudyRecord) -> dict[str, Any]:
     metric, mode = record.metric, record.mode
     rows = []
     for t in trials:
-        rows.append({"trial_id": t.trial_id, "status": t.status, "values": t.values,
-                     "baseline": t.baseline, "objective": _final(t, metric) if t.status == "completed" else None})
+        rows.append(
+            {
+                "trial_id": t.trial_id,
+                "status": t.status,
+                "values": t.values,
+                "baseline": t.baseline,
+                "objective": _final(t, metric) if t.status == "completed" else None,
+            }
+        )
     done = [r for r in rows if r["objective"] is not None]
     ranked = sorted(done, key=lambda r: r["objective"], reverse=mode == "max")
-    return {"trials": rows, "ranked": [r["trial_id"] for r in ranked], "searched": list(study.space),
-            "best_single_trial": ranked[0]["trial_id"] if ranked else None}
+    return {
+        "trials": rows,
+        "ranked": [r["trial_id"] for r in ranked],
+        "searched": list(study.space),
+        "best_single_trial": ranked[0]["trial_id"] if ranked else None,
+    }
 
 
 # --------------------------------------------------------------------------- all
@@ -359,10 +437,23 @@ def analyse(study, record: StudyRecord, timing: dict[str, list[float]]) -> dict[
     claims = [_claim(c, comparisons.get("comparison", {}), completed, timing) for c in study.claims]
     return {
         "objective": {"metric": record.metric, "mode": record.mode},
-        "trials": [{"trial_id": t.trial_id, "phase": t.phase, "arm": t.arm, "seed": t.seed, "status": t.status,
-                    "objective": _final(t, record.metric), "run_id": t.run_id} for t in record.trials],
-        "not_completed": [{"trial_id": t.trial_id, "phase": t.phase, "arm": t.arm, "seed": t.seed, "status": t.status}
-                          for t in record.trials if t.status != "completed"],
+        "trials": [
+            {
+                "trial_id": t.trial_id,
+                "phase": t.phase,
+                "arm": t.arm,
+                "seed": t.seed,
+                "status": t.status,
+                "objective": _final(t, record.metric),
+                "run_id": t.run_id,
+            }
+            for t in record.trials
+        ],
+        "not_completed": [
+            {"trial_id": t.trial_id, "phase": t.phase, "arm": t.arm, "seed": t.seed, "status": t.status}
+            for t in record.trials
+            if t.status != "completed"
+        ],
         "arms": comparisons,
         "claims": claims,
         "search": _search(study, record),

@@ -49,9 +49,13 @@ def write_figures(study, record: StudyRecord, numbers: dict[str, Any], out: Path
     return files, notes
 
 
-def _curves(completed: dict[str, list[TrialRecord]], arms: dict[str, Any], objective: str, path: Path, title: str) -> bool:
+def _curves(
+    completed: dict[str, list[TrialRecord]], arms: dict[str, Any], objective: str, path: Path, title: str
+) -> bool:
     plt = _pyplot()
-    metrics = [m for m in dict.fromkeys((objective, *_CURVES)) if any(m in t.curves for ts in completed.values() for t in ts)][:3]
+    metrics = [
+        m for m in dict.fromkeys((objective, *_CURVES)) if any(m in t.curves for ts in completed.values() for t in ts)
+    ][:3]
     if not metrics:
         return False
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4), squeeze=False)
@@ -69,7 +73,7 @@ def _curves(completed: dict[str, list[TrialRecord]], arms: dict[str, Any], objec
             stats = [mean_interval(by_step[s]) for s in steps]
             means = [i.mean for i in stats]
             style = {"color": "black", "linewidth": 2.2} if arm == "control" else {"linewidth": 1.4}
-            line, = ax.plot(xs, means, label=f"{arm} (n={len(trials)})", **style)
+            (line,) = ax.plot(xs, means, label=f"{arm} (n={len(trials)})", **style)
             if all(i.half_width is not None for i in stats):
                 ax.fill_between(xs, [i.low for i in stats], [i.high for i in stats], color=line.get_color(), alpha=0.15)
         spe = next((a.get("steps_per_epoch") for a in arms.values() if a.get("steps_per_epoch")), None)
@@ -97,8 +101,15 @@ def _finals(arms: dict[str, Any], metric: str, path: Path, title: str) -> None:
         final = arms[name]["final"]
         low, high = final["low"], final["high"]
         err = None if low is None else [[final["mean"] - low], [high - final["mean"]]]
-        ax.errorbar([i], [final["mean"]], yerr=err, fmt="o", color="black" if name == "control" else "tab:blue",
-                    capsize=5, zorder=3)
+        ax.errorbar(
+            [i],
+            [final["mean"]],
+            yerr=err,
+            fmt="o",
+            color="black" if name == "control" else "tab:blue",
+            capsize=5,
+            zorder=3,
+        )
     control = arms.get("control", {}).get("final")
     if control:
         ax.axhline(control["mean"], color="black", linestyle="--", linewidth=0.8)
@@ -122,8 +133,12 @@ def _search_scatter(study, trials: list[TrialRecord], metric: str, path: Path) -
                 continue
             x = t.values[key]
             marker = "s" if t.baseline is not None else "o"
-            ax.scatter([x if isinstance(x, (int, float)) else str(x)], [value], marker=marker,
-                       color="black" if t.baseline == 0 else "tab:blue")
+            ax.scatter(
+                [x if isinstance(x, (int, float)) else str(x)],
+                [value],
+                marker=marker,
+                color="black" if t.baseline == 0 else "tab:blue",
+            )
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -148,8 +163,10 @@ def _optuna_plots(study, out: Path) -> tuple[list[str], list[str]]:
     view = optuna.create_study(direction=optuna_study.direction)
     view.add_trials(search_only)
     made, notes = [], []
-    for name, plot in (("optuna_parallel_coordinate.png", ovm.plot_parallel_coordinate),
-                       ("optuna_param_importances.png", ovm.plot_param_importances)):
+    for name, plot in (
+        ("optuna_parallel_coordinate.png", ovm.plot_parallel_coordinate),
+        ("optuna_param_importances.png", ovm.plot_param_importances),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

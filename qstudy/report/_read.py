@@ -72,8 +72,9 @@ def read_study(study, paths: dict[str, str], tracker) -> StudyRecord:
     try:
         optuna_study = optuna.load_study(study_name=study.name, storage=paths["optuna_url"])
     except KeyError as err:  # optuna: "Record does not exist."
-        raise ReportError(f"study {study.name}: no Optuna study in {paths['optuna_url']}: run `qstudy sweep` on it "
-                          f"first ({err})") from None
+        raise ReportError(
+            f"study {study.name}: no Optuna study in {paths['optuna_url']}: run `qstudy sweep` on it first ({err})"
+        ) from None
     parent_run_id = tracker.open_study()
     runs = tracker.trial_runs()
     trials = []
@@ -91,19 +92,21 @@ def read_study(study, paths: dict[str, str], tracker) -> StudyRecord:
             for key in CURVE_METRICS:
                 if key in run["metrics"]:
                     curves[key] = tracker.metric_history(run["run_id"], key)
-        trials.append(TrialRecord(
-            trial_id=trial_id,
-            number=t.number,
-            status=status,
-            arm=arm,
-            phase=phase,
-            seed=None if seed is None else int(seed),
-            baseline=attrs.get("qstudy.baseline"),
-            values=values,
-            objective=t.value,
-            run_id=run.get("run_id"),
-            params=dict(run.get("params", {})),
-            final=dict(run.get("metrics", {})),
-            curves=curves,
-        ))
+        trials.append(
+            TrialRecord(
+                trial_id=trial_id,
+                number=t.number,
+                status=status,
+                arm=arm,
+                phase=phase,
+                seed=None if seed is None else int(seed),
+                baseline=attrs.get("qstudy.baseline"),
+                values=values,
+                objective=t.value,
+                run_id=run.get("run_id"),
+                params=dict(run.get("params", {})),
+                final=dict(run.get("metrics", {})),
+                curves=curves,
+            )
+        )
     return StudyRecord(study.name, study.objective.metric, study.objective.mode, parent_run_id, trials)

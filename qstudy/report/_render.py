@@ -50,8 +50,12 @@ def arm_table(arms: dict[str, Any], metric: str) -> tuple[list[str], list[list[s
     header += ["time/step vs control", "note"]
     rows = []
     for name, arm in arms.items():
-        row = [name, str(arm["n"]) + (f" of {arm['trials']}" if arm["n"] != arm["trials"] else ""),
-               _ci(arm["final"]), "(control)" if name == "control" else _ci(arm.get("difference"), 3, signed=True)]
+        row = [
+            name,
+            str(arm["n"]) + (f" of {arm['trials']}" if arm["n"] != arm["trials"] else ""),
+            _ci(arm["final"]),
+            "(control)" if name == "control" else _ci(arm.get("difference"), 3, signed=True),
+        ]
         row += [_target(t) for t in arm["to_target"]]
         row.append("(control)" if name == "control" else _ratio(arm.get("time_per_step_ratio")))
         row.append(f"identical to {arm['identical_to']}" if arm["identical_to"] else "")
@@ -73,17 +77,33 @@ def _claim_row(claim: dict[str, Any]) -> list[str]:
     elif measure in ("time_per_step", "time_to_target"):
         paper_text = f"{claim['paper_change']:+.0%}"
         change = claim.get("change")
-        measured = "-" if not change else (f"{change['mean']:+.1%}" + (
-            "" if change["low"] is None else f" [{change['low']:+.1%}, {change['high']:+.1%}]"))
+        measured = (
+            "-"
+            if not change
+            else (
+                f"{change['mean']:+.1%}"
+                + ("" if change["low"] is None else f" [{change['low']:+.1%}, {change['high']:+.1%}]")
+            )
+        )
     else:
-        paper_text = f"{_num(paper)} vs {_num(claim.get('paper_control'))}" if paper is not None else f"{claim['paper_change']:+.0%}"
+        paper_text = (
+            f"{_num(paper)} vs {_num(claim.get('paper_control'))}"
+            if paper is not None
+            else f"{claim['paper_change']:+.0%}"
+        )
         a, c, d = claim.get("arm_value"), claim.get("control_value"), claim.get("difference")
         measured = "-" if not d else (f"{_ci(a, 3)} vs {_ci(c, 3)}; difference {_ci(d, 3, signed=True)}")
         if "arm_reached" in claim:
             measured += f" (reached: {claim['arm_reached']} and {claim['control_reached']} of {len(claim['seeds'])})"
     why = claim.get("why", "")  # a claim that holds only in direction says so in its verdict (verdict_text)
-    return [claim["text"], f"{claim['arm']} vs {claim['control']}" if measure != "best_arm" else "", paper_text,
-            measured, f"**{verdict_text(claim)}**", why]
+    return [
+        claim["text"],
+        f"{claim['arm']} vs {claim['control']}" if measure != "best_arm" else "",
+        paper_text,
+        measured,
+        f"**{verdict_text(claim)}**",
+        why,
+    ]
 
 
 def verdict_text(claim: dict[str, Any]) -> str:
@@ -98,67 +118,110 @@ def verdict_text(claim: dict[str, Any]) -> str:
 def render_markdown(header: dict[str, Any], numbers: dict[str, Any], figures: list[str], notes: list[str]) -> str:
     metric = numbers["objective"]["metric"]
     lines = [f"# Study report: {header['study']}", ""]
-    lines += [f"- Study file: `{header['file']}`; qstudy commit `{header['commit']}`; report written {header['date']}",
-              f"- Machine: {header['machine']}",
-              f"- Objective: {numbers['objective']['mode']} `{metric}`; trials: {len(numbers['trials'])} "
-              f"({len(numbers['not_completed'])} not completed)"]
+    lines += [
+        f"- Study file: `{header['file']}`; qstudy commit `{header['commit']}`; report written {header['date']}",
+        f"- Machine: {header['machine']}",
+        f"- Objective: {numbers['objective']['mode']} `{metric}`; trials: {len(numbers['trials'])} "
+        f"({len(numbers['not_completed'])} not completed)",
+    ]
     if header.get("seeds"):
-        lines.append(f"- Seeds: {', '.join(map(str, header['seeds']))} (each arm once per seed; arm and control share "
-                     "the initial model and the batch order of a seed)")
+        lines.append(
+            f"- Seeds: {', '.join(map(str, header['seeds']))} (each arm once per seed; arm and control share "
+            "the initial model and the batch order of a seed)"
+        )
     lines.append("")
     for phase, arms in numbers["arms"].items():
         if not arms:
             continue
         lines += [f"## Arms against the control ({phase})", ""]
         lines += _markdown_table(*arm_table(arms, metric))
-        lines += ["", "Intervals are 95% Student-t over seeds; \"vs control\" is the mean of the per-seed "
-                  "differences (arm − control, same seed) with its paired interval. A target a seed never reached "
-                  "counts at its last evaluation, so the mean is a lower bound (≥), and how many reached it is given. "
-                  f"Time per step: {header['timing_method']}.", ""]
+        lines += [
+            "",
+            'Intervals are 95% Student-t over seeds; "vs control" is the mean of the per-seed '
+            "differences (arm − control, same seed) with its paired interval. A target a seed never reached "
+            "counts at its last evaluation, so the mean is a lower bound (≥), and how many reached it is given. "
+            f"Time per step: {header['timing_method']}.",
+            "",
+        ]
         identical = [(n, a) for n, a in arms.items() if a["identical_to"]]
         if identical:
             lines += ["### Settings that changed nothing", ""]
             for name, arm in identical:
-                lines.append(f"- **{name}** is identical to **{arm['identical_to']}**, seed for seed (every logged "
-                             f"curve within 1e-6): this setting changed nothing. Likely reason: {arm['identical_reason']}.")
+                lines.append(
+                    f"- **{name}** is identical to **{arm['identical_to']}**, seed for seed (every logged "
+                    f"curve within 1e-6): this setting changed nothing. Likely reason: {arm['identical_reason']}."
+                )
             lines.append("")
         diag = [(n, a["diagnostics"]) for n, a in arms.items() if a["diagnostics"]]
         if diag:
-            lines += ["### Can λ matter? The perturbation next to the Adam step", "",
-                      "| arm | ‖lr·λ·Q‖ / ‖AdamW step‖ | perturbed coordinates | with nonzero Q |", "|---|---|---|---|"]
+            lines += [
+                "### Can λ matter? The perturbation next to the Adam step",
+                "",
+                "| arm | ‖lr·λ·Q‖ / ‖AdamW step‖ | perturbed coordinates | with nonzero Q |",
+                "|---|---|---|---|",
+            ]
             for name, d in diag:
-                lines.append(f"| {name} | {_num(d.get('perturbation_to_adam_ratio'), 3)} | "
-                             f"{_num(d.get('perturbed_coordinates'), 6)} | {_num(d.get('nonzero_perturbation_coordinates'), 6)} |")
-            lines += ["", "Means over the reported steps, then over seeds. Q multiplies the raw gradient, not Adam's "
-                      "normalised step: where the ratio is small, λ cannot move the run much.", ""]
+                lines.append(
+                    f"| {name} | {_num(d.get('perturbation_to_adam_ratio'), 3)} | "
+                    f"{_num(d.get('perturbed_coordinates'), 6)} | {_num(d.get('nonzero_perturbation_coordinates'), 6)} |"
+                )
+            lines += [
+                "",
+                "Means over the reported steps, then over seeds. Q multiplies the raw gradient, not Adam's "
+                "normalised step: where the ratio is small, λ cannot move the run much.",
+                "",
+            ]
     if numbers["claims"]:
-        lines += ["## The paper's claims", "",
-                  "| claim | arms | paper | measured (95% CI) | verdict | note |", "|---|---|---|---|---|---|"]
+        lines += [
+            "## The paper's claims",
+            "",
+            "| claim | arms | paper | measured (95% CI) | verdict | note |",
+            "|---|---|---|---|---|---|",
+        ]
         lines += ["| " + " | ".join(_claim_row(c)) + " |" for c in numbers["claims"]]
-        lines += ["", "Verdicts: **holds** — the interval of the measured difference excludes no effect, on the "
-                  "paper's side; **not supported** — it includes no effect; **contradicted** — it excludes no effect "
-                  "on the other side; **holds in direction only** — it holds, but the paper's size lies outside the interval (the "
-                  "verdict says on which side).", ""]
+        lines += [
+            "",
+            "Verdicts: **holds** — the interval of the measured difference excludes no effect, on the "
+            "paper's side; **not supported** — it includes no effect; **contradicted** — it excludes no effect "
+            "on the other side; **holds in direction only** — it holds, but the paper's size lies outside the interval (the "
+            "verdict says on which side).",
+            "",
+        ]
     search = numbers.get("search") or {}
     if search.get("trials"):
-        lines += ["## Search trials", "", f"Searched: {', '.join(search['searched'])}. The best single trial is the "
-                  "best of many noisy trials of one seed each (the winner's curse): the confirm phase, where run, "
-                  "re-runs the top configurations on fresh seeds.", ""]
+        lines += [
+            "## Search trials",
+            "",
+            f"Searched: {', '.join(search['searched'])}. The best single trial is the "
+            "best of many noisy trials of one seed each (the winner's curse): the confirm phase, where run, "
+            "re-runs the top configurations on fresh seeds.",
+            "",
+        ]
         rows = []
-        for tid in search["ranked"] + [t["trial_id"] for t in search["trials"] if t["trial_id"] not in search["ranked"]]:
+        for tid in search["ranked"] + [
+            t["trial_id"] for t in search["trials"] if t["trial_id"] not in search["ranked"]
+        ]:
             t = next(x for x in search["trials"] if x["trial_id"] == tid)
-            role = "control" if t["baseline"] == 0 else (f"baseline {t['baseline']}" if t["baseline"] is not None else "")
+            role = (
+                "control" if t["baseline"] == 0 else (f"baseline {t['baseline']}" if t["baseline"] is not None else "")
+            )
             values = ", ".join(f"{k}={v}" for k, v in t["values"].items())
             rows.append([tid, role, t["status"], _num(t["objective"], 6), values])
         lines += _markdown_table(["trial", "role", "status", metric, "settings"], rows) + [""]
     if numbers["not_completed"]:
         lines += ["## Trials not completed (not averaged in)", ""]
-        lines += _markdown_table(["trial", "arm", "seed", "status"],
-                                 [[t["trial_id"], t["arm"] or "-", str(t["seed"]), t["status"]] for t in numbers["not_completed"]])
+        lines += _markdown_table(
+            ["trial", "arm", "seed", "status"],
+            [[t["trial_id"], t["arm"] or "-", str(t["seed"]), t["status"]] for t in numbers["not_completed"]],
+        )
         lines.append("")
     if numbers["paper_gaps"]:
-        lines += ["## Where the paper leaves the set-up open, and what this study chose", "",
-                  "| topic | the paper | this study |", "|---|---|---|"]
+        lines += [
+            "## Where the paper leaves the set-up open, and what this study chose",
+            "",
+            "| topic | the paper | this study |",
+            "|---|---|---|",
+        ]
         lines += [f"| {g['topic']} | {g['paper']} | {g['qstudy']} |" for g in numbers["paper_gaps"]]
         lines.append("")
     if figures:

@@ -31,8 +31,9 @@ TIMING_METHOD = (
 _MAX_MEMORY_SHARE = 0.5
 
 
-def measure_step_times(study, arms: dict[str, dict[str, Any]], rounds: int, steps: int, warmup: int = 2,
-                       printer=print) -> tuple[dict[str, list[float]], str | None]:
+def measure_step_times(
+    study, arms: dict[str, dict[str, Any]], rounds: int, steps: int, warmup: int = 2, printer=print
+) -> tuple[dict[str, list[float]], str | None]:
     """Mean step seconds of each arm per round.
 
     Args:
@@ -59,8 +60,10 @@ def measure_step_times(study, arms: dict[str, dict[str, Any]], rounds: int, step
         for name, overrides in arms.items():
             trial = study.trial_config({**overrides, "seed": seed})
             if trial.resources.use_gpu or (trial.model.path is None and trial.model.preset != "llama-tiny"):
-                return {}, (f"arm {name}: a {'GPU' if trial.resources.use_gpu else trial.model.preset} trial is not "
-                            "timed in the report's process; measure its cost with benchmarks/ on the hardware it runs on")
+                return {}, (
+                    f"arm {name}: a {'GPU' if trial.resources.use_gpu else trial.model.preset} trial is not "
+                    "timed in the report's process; measure its cost with benchmarks/ on the hardware it runs on"
+                )
             # A local checkpoint is sized before it is loaded: weights, grads, Adam's two moments.
             if trial.model.path is not None and total_bytes + 4 * _checkpoint_bytes(trial.model.path) > limit:
                 return {}, f"the arms' models need over {limit / 2**30:.0f} GiB side by side: not timed here"
@@ -80,7 +83,7 @@ def measure_step_times(study, arms: dict[str, dict[str, Any]], rounds: int, step
         names = list(setups)
         times: dict[str, list[float]] = {name: [] for name in names}
         for r in range(rounds):
-            order = names[r % len(names):] + names[: r % len(names)]
+            order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 t0 = time.perf_counter()
                 for _ in range(steps):

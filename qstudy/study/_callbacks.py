@@ -57,8 +57,14 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self.end(_trial_id(trial), "failed", error=_error_text(getattr(trial, "error_file", None)))
 
-    def start(self, trial_id: str, values: dict[str, Any], config: dict[str, Any] | None = None,
-              arm: str | None = None, phase: str | None = None) -> None:
+    def start(
+        self,
+        trial_id: str,
+        values: dict[str, Any],
+        config: dict[str, Any] | None = None,
+        arm: str | None = None,
+        phase: str | None = None,
+    ) -> None:
         """Opens the trial's run with its searched ``values``, full ``config`` (default:
         the study's trial config with ``values`` applied), its comparison or confirm
         ``arm`` and its ``phase`` (``confirm``), if any."""
@@ -93,9 +99,22 @@ def _error_text(path) -> str | None:
 
 
 def _numeric(result: dict[str, Any]) -> dict[str, float]:
-    skip = {"step", "training_iteration", "timestamp", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-            "iterations_since_restore", "done"}
-    return {k: float(v) for k, v in result.items() if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    skip = {
+        "step",
+        "training_iteration",
+        "timestamp",
+        "time_this_iter_s",
+        "time_total_s",
+        "pid",
+        "time_since_restore",
+        "iterations_since_restore",
+        "done",
+    }
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
 
 
 class ProgressCallback(Callback):

@@ -81,9 +81,11 @@ def select_confirm(
         if repeats:
             why.append(f"{repeats} repeated the control's or a better trial's configuration")
         picked = ", ".join(f"{arm} = {entry['from_trial']}" for arm, entry in selection.items() if arm != CONTROL_ARM)
-        note = (f"confirm: top_k is {top_k}, but the search has only {len(top)} distinct configuration(s) besides "
-                f"the control to confirm ({'; '.join(why)} of {len(search)} search trials): "
-                + (f"confirming {picked}" if top else "nothing to confirm, the confirm phase runs no trial"))
+        note = (
+            f"confirm: top_k is {top_k}, but the search has only {len(top)} distinct configuration(s) besides "
+            f"the control to confirm ({'; '.join(why)} of {len(search)} search trials): "
+            + (f"confirming {picked}" if top else "nothing to confirm, the confirm phase runs no trial")
+        )
     return selection, note
 
 
@@ -133,14 +135,16 @@ def rank_confirmed(
     for arm in top_arms(selection):
         seeds = sorted(set(done.get(arm, {})) & set(control))
         if seeds:
-            ranked.append({
-                "arm": arm,
-                "from_trial": selection[arm]["from_trial"],
-                "values": selection[arm]["values"],
-                "mean": statistics.fmean(done[arm][s] for s in seeds),
-                "control_mean": statistics.fmean(control[s] for s in seeds),
-                "seeds": seeds,
-            })
+            ranked.append(
+                {
+                    "arm": arm,
+                    "from_trial": selection[arm]["from_trial"],
+                    "values": selection[arm]["values"],
+                    "mean": statistics.fmean(done[arm][s] for s in seeds),
+                    "control_mean": statistics.fmean(control[s] for s in seeds),
+                    "seeds": seeds,
+                }
+            )
     sign = 1 if mode == "min" else -1
     return sorted(ranked, key=lambda r: sign * r["mean"])  # stable: ties keep the search's order
 

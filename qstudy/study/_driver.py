@@ -29,7 +29,9 @@ def study_paths(study, base_dir: str | Path | None = None) -> dict[str, str]:
     }
 
 
-def run_study(study, source: str, address: str | None = None, printer=print, progress_interval_s: float = 15.0) -> dict[str, Any]:
+def run_study(
+    study, source: str, address: str | None = None, printer=print, progress_interval_s: float = 15.0
+) -> dict[str, Any]:
     """Runs (or resumes) a study to ``num_samples`` finished trials and prints its summary.
 
     A search study with ``confirm:`` then runs its confirm phase (``qstudy.study._confirm``):
@@ -100,7 +102,9 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     # the Optuna study remained): read back and checked before the store is written.
     finished_trials = searcher.finished_trials()
     logged = tracker.logged_trial_ids()
-    check_runs_known(study.name, {trial_name(t.number) for t in searcher.study.get_trials(deepcopy=False)}, logged, paths)
+    check_runs_known(
+        study.name, {trial_name(t.number) for t in searcher.study.get_trials(deepcopy=False)}, logged, paths
+    )
     unlogged = sorted(set(finished_trials) - logged)
     records = trial_records(study.name, finished_trials, unlogged, study.objective.metric, paths) if unlogged else {}
     tracker.start_study(
@@ -113,17 +117,29 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
             "sampler_seed": study.sampler.seed,
             "scheduler": study.scheduler.type,
             "searched": ", ".join(study.space),
-            **({"arms": ", ".join(study.arms), "seeds": ", ".join(map(str, study.seeds))} if study.is_comparison else {}),
-            **({"confirm_top_k": study.confirm.top_k, "confirm_seeds": ", ".join(map(str, study.confirm.seeds))}
-               if study.confirm is not None else {}),
+            **(
+                {"arms": ", ".join(study.arms), "seeds": ", ".join(map(str, study.seeds))}
+                if study.is_comparison
+                else {}
+            ),
+            **(
+                {"confirm_top_k": study.confirm.top_k, "confirm_seeds": ", ".join(map(str, study.confirm.seeds))}
+                if study.confirm is not None
+                else {}
+            ),
         },
         artifacts={
-            "study.yaml": Path(source).read_text() if Path(source).is_file() else json.dumps(study.model_dump(mode="json")),
+            "study.yaml": Path(source).read_text()
+            if Path(source).is_file()
+            else json.dumps(study.model_dump(mode="json")),
             "space.json": json.dumps({k: v.model_dump(mode="json") for k, v in study.space.items()}, indent=2),
         },
         # Where the rest of the study lives; a tag, since a resumed study may run from elsewhere.
-        tags={"qstudy.optuna_storage": paths["optuna_url"], "qstudy.output": paths["output"],
-              "qstudy.study_file": str(Path(source).resolve())},
+        tags={
+            "qstudy.optuna_storage": paths["optuna_url"],
+            "qstudy.output": paths["output"],
+            "qstudy.study_file": str(Path(source).resolve()),
+        },
     )
     view_key = tracker.share_view(_columns(study))
     # Runs a killed driver left RUNNING: closed as killed, unless Optuna already holds
@@ -141,8 +157,10 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     tracking = TrackingCallback(tracker, trial_config_of)
     if records:
         relog_trials(tracking, records)
-        printer(f"study {study.name}: re-logged {len(records)} finished trial(s) missing from {paths['tracking_uri']} "
-                f"from their Tune results: {', '.join(sorted(records))}")
+        printer(
+            f"study {study.name}: re-logged {len(records)} finished trial(s) missing from {paths['tracking_uri']} "
+            f"from their Tune results: {', '.join(sorted(records))}"
+        )
 
     columns = _columns(study)
     metric = study.objective.metric
@@ -153,15 +171,24 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     selection = None
     if study.confirm is not None:
         if searcher.remaining():
-            printer(f"study {study.name}: the search is not finished ({searcher.remaining()} of {study.num_samples} "
-                    "trials left): the confirm phase starts when it is; run the study again to continue it")
+            printer(
+                f"study {study.name}: the search is not finished ({searcher.remaining()} of {study.num_samples} "
+                "trials left): the confirm phase starts when it is; run the study again to continue it"
+            )
         else:
             selection = _start_confirm(study, searcher, printer)
             remaining = searcher.remaining()
             if remaining:
                 progress = ProgressCallback(metric, _confirm_columns(columns), progress_interval_s, printer)
-                _fit(study, searcher, paths, remaining, _scheduler(study, CONFIRM_PHASE), [tracking, progress],
-                     suffix="-confirm")
+                _fit(
+                    study,
+                    searcher,
+                    paths,
+                    remaining,
+                    _scheduler(study, CONFIRM_PHASE),
+                    [tracking, progress],
+                    suffix="-confirm",
+                )
 
     summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results, selection, view_key)
     printer(summary["text"])
@@ -234,8 +261,9 @@ def _start_confirm(study, searcher, printer) -> dict[str, Any]:
         finished = searcher.finished_trials()
         control_id = trial_name(0)  # baselines[0] is enqueued first
         control_values = finished.get(control_id, {}).get("values", study.baselines[0])
-        selection, note = select_confirm(finished, (control_id, control_values), study.confirm.top_k,
-                                         study.objective.mode)
+        selection, note = select_confirm(
+            finished, (control_id, control_values), study.confirm.top_k, study.objective.mode
+        )
         searcher.store_confirm_selection(selection)
         if note:
             printer(f"study {study.name}: {note}")
@@ -257,8 +285,9 @@ def _columns(study) -> list[str]:
     return columns
 
 
-def _summary(study, searcher, tracker, paths, source: str, columns, results, selection=None,
-             view_key: str | None = None) -> dict[str, Any]:
+def _summary(
+    study, searcher, tracker, paths, source: str, columns, results, selection=None, view_key: str | None = None
+) -> dict[str, Any]:
     """The closing summary: the trial table(s), the best line, where everything is, the
     links to the study in the MLflow UI; and the same as markdown, the parent run's
     description in the UI.
@@ -306,7 +335,12 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results, sel
     if complete and not study.is_comparison:
         pick = min if study.objective.mode == "min" else max
         b = pick(complete, key=lambda r: r[metric])
-        best = {"trial_id": b["trial"], "metric": metric, "value": b[metric], "params": {k: b.get(k) for k in study.space}}
+        best = {
+            "trial_id": b["trial"],
+            "metric": metric,
+            "value": b[metric],
+            "params": {k: b.get(k) for k in study.space},
+        }
     uri = paths["tracking_uri"]
     links = tracker.ui_links(ui_base_url(uri), view_key)
     if is_server_uri(uri):
@@ -320,27 +354,38 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results, sel
         "",
     ]
     if selection is not None:
-        outcomes = [{"arm": r.get("arm"), "seed": r.get("seed"), "status": r["status"], "value": r[metric]}
-                    for r in confirm]
+        outcomes = [
+            {"arm": r.get("arm"), "seed": r.get("seed"), "status": r["status"], "value": r[metric]} for r in confirm
+        ]
         ranked = rank_confirmed(selection, outcomes, study.objective.mode)
         arms = top_arms(selection)
         picks = ", ".join(f"{arm} = {selection[arm]['from_trial']}" for arm in [*arms, "control"])
         planned = len(confirm_trials(selection, study.confirm.seeds))
-        lines.append(f"confirm: {len([r for r in confirm if r['status'] != 'running'])}/{planned} trials on fresh "
-                     f"seeds {', '.join(map(str, study.confirm.seeds))} ({picks})")
+        lines.append(
+            f"confirm: {len([r for r in confirm if r['status'] != 'running'])}/{planned} trials on fresh "
+            f"seeds {', '.join(map(str, study.confirm.seeds))} ({picks})"
+        )
         if len(arms) < study.confirm.top_k:
-            lines.append(f"  (top_k is {study.confirm.top_k}: the search completed only {len(arms)} distinct "
-                         "configuration(s) besides the control)")
+            lines.append(
+                f"  (top_k is {study.confirm.top_k}: the search completed only {len(arms)} distinct "
+                "configuration(s) besides the control)"
+            )
         if confirm:
             lines.append(format_table(confirm, metric, _confirm_columns(columns)))
         lines.append("")
         lines.append(_confirmed_line(ranked, best, metric))
         if ranked:
             top = ranked[0]
-            best = {"trial_id": top["from_trial"], "metric": metric, "value": top["mean"],
-                    "params": {k: v for k, v in top["values"].items() if k != "seed"}, "arm": top["arm"],
-                    "seeds": top["seeds"], "control_value": top["control_mean"],
-                    "search_best_trial_id": best["trial_id"] if best else None}
+            best = {
+                "trial_id": top["from_trial"],
+                "metric": metric,
+                "value": top["mean"],
+                "params": {k: v for k, v in top["values"].items() if k != "seed"},
+                "arm": top["arm"],
+                "seeds": top["seeds"],
+                "control_value": top["control_mean"],
+                "search_best_trial_id": best["trial_id"] if best else None,
+            }
     else:
         lines.append(_best_line(study, best, metric))
     verdict = lines[-1]
@@ -352,15 +397,23 @@ def _summary(study, searcher, tracker, paths, source: str, columns, results, sel
         *(f"  {name + ':':9s}{links[name]}" for name in ("runs", "compare", "study") if name in links),
     ]
     description = _description(study, search, confirm, columns, runs, tracker, paths, source, verdict, view_key)
-    return {"trials": rows, "best": best, "text": "\n".join(lines), "description": description, "links": links,
-            "tracking_uri": uri, "output": paths["output"]}
+    return {
+        "trials": rows,
+        "best": best,
+        "text": "\n".join(lines),
+        "description": description,
+        "links": links,
+        "tracking_uri": uri,
+        "output": paths["output"],
+    }
 
 
 _DESCRIPTION_ROWS = 25  # a row with its link is ~150 characters; MLflow keeps 8000 of a tag
 
 
-def _description(study, search, confirm, columns, runs, tracker, paths, source: str, verdict: str,
-                 view_key: str | None) -> str:
+def _description(
+    study, search, confirm, columns, runs, tracker, paths, source: str, verdict: str, view_key: str | None
+) -> str:
     """The parent run's description (markdown, MLflow renders it on the run's page): the
     trial table(s) linked to the trials' runs, the best trial or the confirmed best against
     the control, and where the rest of the study is. Links are relative to the UI, so
@@ -386,12 +439,17 @@ def _description(study, search, confirm, columns, runs, tracker, paths, source: 
     if study.is_comparison:
         lines.append(f"Arms {', '.join(f'`{a}`' for a in study.arms)} x seeds {', '.join(map(str, study.seeds))}.")
     else:
-        lines.append(f"Searched: {', '.join(f'`{k}`' for k in study.space)} ({study.sampler.type} sampler, "
-                     f"{study.scheduler.type} scheduler, {study.num_samples} trials).")
+        lines.append(
+            f"Searched: {', '.join(f'`{k}`' for k in study.space)} ({study.sampler.type} sampler, "
+            f"{study.scheduler.type} scheduler, {study.num_samples} trials)."
+        )
     shown = search
     if len(search) > _DESCRIPTION_ROWS:  # the best trials and the control
-        pick = sorted((r for r in search if r.get(metric) is not None), key=lambda r: r[metric],
-                      reverse=study.objective.mode == "max")[:_DESCRIPTION_ROWS]
+        pick = sorted(
+            (r for r in search if r.get(metric) is not None),
+            key=lambda r: r[metric],
+            reverse=study.objective.mode == "max",
+        )[:_DESCRIPTION_ROWS]
         shown = pick + [r for r in search if r["trial"] == trial_name(0) and r not in pick]
     lines += ["", *table(shown, columns), ""]
     if len(shown) < len(search):
@@ -423,22 +481,32 @@ def _md(value) -> str:
 def _confirmed_line(ranked: list[dict[str, Any]], search_best, metric: str) -> str:
     """The confirmed best, its mean and the control's over the same seeds, the other arms'
     means, and the search's best trial (which the confirmed best need not be)."""
-    searched = (f"the search's best trial was {search_best['trial_id']} ({metric}={search_best['value']:.4g})"
-                if search_best else "the search completed no trial")
+    searched = (
+        f"the search's best trial was {search_best['trial_id']} ({metric}={search_best['value']:.4g})"
+        if search_best
+        else "the search completed no trial"
+    )
     if not ranked:
         return f"confirmed best: none (no top arm completed on a seed the control completed on); {searched}"
     top, rest = ranked[0], ranked[1:]
     seeds = ", ".join(map(str, top["seeds"]))
-    line = (f"confirmed best: {top['arm']} ({top['from_trial']}'s configuration) mean {metric}={top['mean']:.4g} "
-            f"over seeds {seeds}, control mean {metric}={top['control_mean']:.4g} over the same seeds; {searched}")
+    line = (
+        f"confirmed best: {top['arm']} ({top['from_trial']}'s configuration) mean {metric}={top['mean']:.4g} "
+        f"over seeds {seeds}, control mean {metric}={top['control_mean']:.4g} over the same seeds; {searched}"
+    )
     if rest:
-        line += "; " + ", ".join(f"{r['arm']} mean {r['mean']:.4g} (control {r['control_mean']:.4g}, seeds "
-                                 f"{', '.join(map(str, r['seeds']))})" for r in rest)
+        line += "; " + ", ".join(
+            f"{r['arm']} mean {r['mean']:.4g} (control {r['control_mean']:.4g}, seeds "
+            f"{', '.join(map(str, r['seeds']))})"
+            for r in rest
+        )
     return line
 
 
 def _best_line(study, best, metric: str) -> str:
     if study.is_comparison:
-        return (f"arms: {', '.join(study.arms)} x seeds {', '.join(map(str, study.seeds))}; compare each arm with "
-                "control seed for seed (no single trial is called best)")
+        return (
+            f"arms: {', '.join(study.arms)} x seeds {', '.join(map(str, study.seeds))}; compare each arm with "
+            "control seed for seed (no single trial is called best)"
+        )
     return f"best: {best['trial_id']} {metric}={best['value']:.4g} {best['params']}" if best else "best: none completed"

@@ -76,7 +76,13 @@ def trial_records(
         if problem:
             problems.append(f"{trial_id}: {problem}")
         config = _trial_config(folders[-1] / "params.json", trial["values"]) if folders else None
-        records[trial_id] = {**trial, "config": config, "results": results, "error": error, "folders": [str(f) for f in folders]}
+        records[trial_id] = {
+            **trial,
+            "config": config,
+            "results": results,
+            "error": error,
+            "folders": [str(f) for f in folders],
+        }
     if problems:
         raise StoreOutOfStepError(
             f"study {study}: the MLflow store {paths['tracking_uri']} holds no run of {', '.join(trial_ids)}, "

@@ -226,7 +226,9 @@ class StudySearcher(Searcher):
         step = result.get("step")
         if number is None or not _finite(value) or step is None:
             return
-        frozen = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number))
+        frozen = self.study._storage.get_trial(
+            self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        )
         if int(step) not in frozen.intermediate_values:
             self.study._storage.set_trial_intermediate_value(frozen._trial_id, int(step), float(value))
 

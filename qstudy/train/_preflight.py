@@ -23,7 +23,9 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
             if value is None:
                 continue
             if not Path(value).exists():
-                problems.append(f"{source}: {prefix}data.{key}: no such file or directory, got {value!r}{_unset(value)}")
+                problems.append(
+                    f"{source}: {prefix}data.{key}: no such file or directory, got {value!r}{_unset(value)}"
+                )
                 continue
             try:  # read it here: a malformed line fails now, not in every worker
                 load_gsm8k(value)
@@ -33,10 +35,14 @@ def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
     if path is not None:
         config = Path(path) / "config.json"
         if not Path(path).is_dir():
-            problems.append(f"{source}: {prefix}model.path: no such checkpoint directory, got {path!r}"
-                            f"{_unset(path)}{_fetch_hint(path)}")
+            problems.append(
+                f"{source}: {prefix}model.path: no such checkpoint directory, got {path!r}"
+                f"{_unset(path)}{_fetch_hint(path)}"
+            )
         elif not config.is_file():
-            problems.append(f"{source}: {prefix}model.path: {config} is missing: not a HuggingFace checkpoint, got {path!r}")
+            problems.append(
+                f"{source}: {prefix}model.path: {config} is missing: not a HuggingFace checkpoint, got {path!r}"
+            )
         else:
             try:
                 values = json.loads(config.read_text())
@@ -95,9 +101,7 @@ def check_placement(trial: TrialConfig, source: str, prefix: str = "") -> list[s
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     per_worker = {"CPU": res.cpus_per_worker, "GPU": 1.0 if res.use_gpu else 0.0}
     fits = [n for n in nodes if all(n["Resources"].get(k, 0.0) >= v for k, v in per_worker.items() if v)]
-    capacity = sum(
-        int(min(n["Resources"].get(k, 0.0) // v for k, v in per_worker.items() if v)) for n in fits
-    )
+    capacity = sum(int(min(n["Resources"].get(k, 0.0) // v for k, v in per_worker.items() if v)) for n in fits)
     if capacity >= res.num_workers:
         return []
     total_cpu = sum(n["Resources"].get("CPU", 0.0) for n in nodes)

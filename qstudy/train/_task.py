@@ -4,7 +4,8 @@ ranks and micro-batches, eval shards, and GSM8K accuracy by greedy generation.""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -51,7 +52,9 @@ class Task:
         n = self.train["input_ids"].shape[0]
         global_batch = self.micro_batch_size * self.accumulation * world_size
         start = (step - 1) * global_batch
-        indices = torch.cat([self._permutation(epoch, n) for epoch in range(start // n, (start + global_batch - 1) // n + 1)])
+        indices = torch.cat(
+            [self._permutation(epoch, n) for epoch in range(start // n, (start + global_batch - 1) // n + 1)]
+        )
         offset = start - (start // n) * n
         mine = indices[offset : offset + global_batch].view(world_size, -1)[rank]
         for chunk in mine.split(self.micro_batch_size):
@@ -121,8 +124,15 @@ def build_task(trial: TrialConfig) -> Task:
         cls = make_classification_task(seed=data.seed, n_train=data.train_examples or 1024, n_eval=data.eval_examples)
         split = lambda part: {"input_ids": part.input_ids, "attention_mask": part.attention_mask, "labels": part.labels}  # noqa: E731
         return Task(
-            kind="classification", tokenizer=None, train=split(cls.train), eval=split(cls.eval), problems=[],
-            vocab_size=cls.vocab_size, num_labels=cls.num_classes, pad_token_id=cls.pad_token_id, **common,
+            kind="classification",
+            tokenizer=None,
+            train=split(cls.train),
+            eval=split(cls.eval),
+            problems=[],
+            vocab_size=cls.vocab_size,
+            num_labels=cls.num_classes,
+            pad_token_id=cls.pad_token_id,
+            **common,
         )
 
     from qstudy.data import collate_batch, encode_gsm8k, encode_prompt, find_pad_token_id, load_gsm8k, synthesize_gsm8k
@@ -143,13 +153,22 @@ def build_task(trial: TrialConfig) -> Task:
     pad = find_pad_token_id(tokenizer)
 
     def tensors(examples):
-        return collate_batch(encode_gsm8k(examples, tokenizer, max_tokens=data.max_tokens), max_tokens=data.max_tokens, pad_token_id=pad)
+        return collate_batch(
+            encode_gsm8k(examples, tokenizer, max_tokens=data.max_tokens), max_tokens=data.max_tokens, pad_token_id=pad
+        )
 
     problems = [(encode_prompt(ex.question, tokenizer), ex.answer) for ex in held_out[: data.generate_examples]]
     return Task(
-        kind="causal_lm", tokenizer=tokenizer, train=tensors(train), eval=tensors(held_out[: data.eval_examples]),
-        problems=problems, vocab_size=len(tokenizer), pad_token_id=pad,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **common,
+        kind="causal_lm",
+        tokenizer=tokenizer,
+        train=tensors(train),
+        eval=tensors(held_out[: data.eval_examples]),
+        problems=problems,
+        vocab_size=len(tokenizer),
+        pad_token_id=pad,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **common,
     )
 
 

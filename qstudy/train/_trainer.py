@@ -50,7 +50,9 @@ def init_ray(address: str | None = None, env: dict[str, str] | None = None, **kw
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **kwargs)
     else:
-        ray.init(address="local", object_store_memory=512 * 1024**2, runtime_env=runtime_env, log_to_driver=False, **kwargs)
+        ray.init(
+            address="local", object_store_memory=512 * 1024**2, runtime_env=runtime_env, log_to_driver=False, **kwargs
+        )
 
 
 def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callbacks=None):

@@ -71,7 +71,9 @@ class _Loop:
             [p for p in model.parameters() if p.requires_grad],
             **trial.optimizer.optimizer_kwargs(),
         )
-        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)
+        engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=ds_config, dist_init_required=False
+        )
         client = bind_deepspeed(engine)
         initialized = time.time()
         self.engine, self.task, self.device, self.dist = engine, task, device, dist
@@ -156,7 +158,9 @@ class _Loop:
             metrics = {
                 "step": step,
                 "train_loss": global_loss / self.world_size,
-                "lr": engine.optimizer.param_groups[0]["lr"] if engine.optimizer is not None else client.param_groups[0]["lr"],
+                "lr": engine.optimizer.param_groups[0]["lr"]
+                if engine.optimizer is not None
+                else client.param_groups[0]["lr"],
                 "step_time_s": step_s,
                 "tokens_per_s": global_tokens / step_s if step_s > 0 else float("nan"),
                 "optimizer_time_share": optimizer_s / step_s if step_s > 0 else float("nan"),
@@ -214,7 +218,9 @@ class _Loop:
         if not stats["perturbed"]:
             return {}
         return {
-            "perturbation_to_adam_ratio": math.sqrt(stats["perturbation_sq"] / stats["adam_sq"]) if stats["adam_sq"] else float("nan"),
+            "perturbation_to_adam_ratio": math.sqrt(stats["perturbation_sq"] / stats["adam_sq"])
+            if stats["adam_sq"]
+            else float("nan"),
             "perturbed_coordinates": stats["perturbed"],
             "nonzero_perturbation_coordinates": stats["nonzero"],
         }
@@ -294,7 +300,12 @@ class _Loop:
         if step is None:
             ray.train.report(metrics)
             return
-        client_state = {"step": step, "initial": self.initial, "metrics": metrics, "train_loss_sum": self.train_loss_sum}
+        client_state = {
+            "step": step,
+            "initial": self.initial,
+            "metrics": metrics,
+            "train_loss_sum": self.train_loss_sum,
+        }
         with _checkpoint_directory(step) as (directory, report):
             self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=client_state)
             torch.save(_rng_state(), os.path.join(directory, _RNG_STATE.format(rank=self.rank)))
@@ -338,13 +349,22 @@ def _checkpoint_directory(step: int):
         directory = storage.build_checkpoint_path_from_name(name)
         os.makedirs(directory, exist_ok=True)
         checkpoint = Checkpoint(directory, filesystem=storage.storage_filesystem)
-        yield directory, lambda metrics: ray.train.report(
-            metrics, checkpoint=checkpoint, checkpoint_dir_name=name, checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD
+        yield (
+            directory,
+            lambda metrics: ray.train.report(
+                metrics,
+                checkpoint=checkpoint,
+                checkpoint_dir_name=name,
+                checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD,
+            ),
         )
         return
     with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:  # remote storage: Ray uploads it
-        yield directory, lambda metrics: ray.train.report(
-            metrics, checkpoint=Checkpoint.from_directory(directory), checkpoint_dir_name=name
+        yield (
+            directory,
+            lambda metrics: ray.train.report(
+                metrics, checkpoint=Checkpoint.from_directory(directory), checkpoint_dir_name=name
+            ),
         )
 
 
@@ -423,6 +443,11 @@ def _quantum_parity(model, trial) -> dict[str, float]:
         for module in modules:
             worst = max(
                 worst,
-                aer_parity(trial.quantum.n_qubits, trial.quantum.circuit_depth, module.quantum_a.detach(), module.quantum_b.detach()),
+                aer_parity(
+                    trial.quantum.n_qubits,
+                    trial.quantum.circuit_depth,
+                    module.quantum_a.detach(),
+                    module.quantum_b.detach(),
+                ),
             )
     return {"aer_parity": worst}

@@ -35,8 +35,14 @@ def main(preset: str, out_path: str) -> None:
             "model": {"preset": "llama-tiny"},
             "quantum": {"enabled": True, "n_qubits": 3, "circuit_depth": 2},
             "optimizer": {"lr": LR, "quantum_weight": 0.5, "weight_decay": 0.0},
-            "data": {"task": "synthetic_gsm8k", "train_examples": 64, "eval_examples": 8, "generate_examples": 2,
-                     "max_new_tokens": 6, "max_tokens": 160},
+            "data": {
+                "task": "synthetic_gsm8k",
+                "train_examples": 64,
+                "eval_examples": 8,
+                "generate_examples": 2,
+                "max_new_tokens": 6,
+                "max_tokens": 160,
+            },
             "train": {"max_steps": STEPS, "global_batch_size": 4, "micro_batch_size": 4},
             "deepspeed": {"preset": preset},
         }
@@ -49,7 +55,9 @@ def main(preset: str, out_path: str) -> None:
     with deepspeed.zero.GatheredParameters([m.quantum_gate for m in quantum], modifier_rank=0):
         for module in quantum:
             module.quantum_gate.data.fill_(GATE)
-    optimizer = SuperpositionalAdamW([p for p in model.parameters() if p.requires_grad], **trial.optimizer.optimizer_kwargs())
+    optimizer = SuperpositionalAdamW(
+        [p for p in model.parameters() if p.requires_grad], **trial.optimizer.optimizer_kwargs()
+    )
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_config, dist_init_required=False)
     bind_deepspeed(engine)
 
@@ -91,9 +99,15 @@ def evaluate(model, task) -> dict:
     generated = []
     for prompt_ids, _ in task.problems:
         ids = torch.tensor([prompt_ids])
-        out = module.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=task.max_new_tokens,
-                              do_sample=False, pad_token_id=task.pad_token_id, eos_token_id=task.eos_token_id)
-        generated.append(out[0, ids.shape[1]:].tolist())
+        out = module.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=task.max_new_tokens,
+            do_sample=False,
+            pad_token_id=task.pad_token_id,
+            eos_token_id=task.eos_token_id,
+        )
+        generated.append(out[0, ids.shape[1] :].tolist())
     logits = module(input_ids=torch.tensor([task.problems[0][0]])).logits
     return {"eval_loss": loss_sum / scored, "generated": generated, "logits_sum": float(logits.double().sum())}
 

@@ -13,8 +13,20 @@ def write_study(tmp_path, name, **over):
         "model": {"preset": "llama-tiny"},
         "quantum": {"n_qubits": 2, "circuit_depth": 1},
         "optimizer": {"lr": 3e-3},
-        "data": {"task": "synthetic_gsm8k", "train_examples": 128, "eval_examples": 16, "generate_examples": 0, "max_tokens": 160},
-        "train": {"max_steps": 6, "global_batch_size": 4, "micro_batch_size": 4, "eval_every_steps": 3, "log_every_steps": 1},
+        "data": {
+            "task": "synthetic_gsm8k",
+            "train_examples": 128,
+            "eval_examples": 16,
+            "generate_examples": 0,
+            "max_tokens": 160,
+        },
+        "train": {
+            "max_steps": 6,
+            "global_batch_size": 4,
+            "micro_batch_size": 4,
+            "eval_every_steps": 3,
+            "log_every_steps": 1,
+        },
         "deepspeed": {"preset": "zero2"},
         "resources": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 0},
     }
@@ -60,8 +72,13 @@ def sweep(path, cwd, address=None, env=None, **kwargs):
     env = {**(env or os.environ), "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
     extra = ["--address", address] if address else []
     return subprocess.Popen(
-        [sys.executable, "-m", "qstudy.cli", "sweep", str(path), *extra], cwd=cwd, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs,
+        [sys.executable, "-m", "qstudy.cli", "sweep", str(path), *extra],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
     )
 
 

@@ -24,7 +24,9 @@ N_QUBITS = 3
 CIRCUIT_DEPTH = 2
 
 # The optimizer variants of every fp32 stage: scope × response.
-VARIANTS = [dict(scope=scope, response=response) for scope in ("leading", "all") for response in ("sin", "circuit", "gaussian")]
+VARIANTS = [
+    dict(scope=scope, response=response) for scope in ("leading", "all") for response in ("sin", "circuit", "gaussian")
+]
 
 _OFFLOAD = {"offload_optimizer": {"device": "cpu", "pin_memory": False}}
 # ZeRO settings per stage. The model's sizes (see Net) put partition boundaries inside
@@ -64,9 +66,13 @@ def configs() -> dict[str, dict]:
         for variant in VARIANTS:
             name = f"{stage}/{variant['scope']}/{variant['response']}"
             out[name] = dict(zero=zero, bind=True, bf16=False, **variant)
-    out["zero2/leading/sin/unbound"] = dict(zero=STAGES["zero2"], scope="leading", response="sin", bind=False, bf16=False)
+    out["zero2/leading/sin/unbound"] = dict(
+        zero=STAGES["zero2"], scope="leading", response="sin", bind=False, bf16=False
+    )
     for stage in ("zero0", "zero1", "zero2"):
-        out[f"bf16-{stage}/all/circuit"] = dict(zero={"stage": int(stage[-1])}, scope="all", response="circuit", bind=True, bf16=True)
+        out[f"bf16-{stage}/all/circuit"] = dict(
+            zero={"stage": int(stage[-1])}, scope="all", response="circuit", bind=True, bf16=True
+        )
     return out
 
 

@@ -101,7 +101,7 @@ print("NODES=" + json.dumps(alive))
                          timeout=START_TIMEOUT_S + 60)  # fmt: skip
     line = [x for x in out.stdout.splitlines() if x.startswith("NODES=")]
     assert line, out.stdout[-2000:] + out.stderr[-2000:]
-    return json.loads(line[-1][len("NODES="):])
+    return json.loads(line[-1][len("NODES=") :])
 
 
 def _log_tails(logs: list[Path]) -> str:

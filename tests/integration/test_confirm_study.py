@@ -14,8 +14,13 @@ pytestmark = pytest.mark.integration
 def test_the_best_configuration_and_the_control_run_again_on_the_fresh_seeds(tmp_path):
     # 2 search trials (the control, 1 sampled), then top_1 and the control on seeds 7 and 8:
     # the ranking itself is tests/unit/study/test_confirm.py's; this is the machinery.
-    path = write_study(tmp_path, "confirmed", num_samples=2, confirm={"top_k": 1, "seeds": [7, 8]},
-                       **{"trial.optimizer": {"lr": 3e-3, "quantum_weight": 0.0, "scope": "all"}})
+    path = write_study(
+        tmp_path,
+        "confirmed",
+        num_samples=2,
+        confirm={"top_k": 1, "seeds": [7, 8]},
+        **{"trial.optimizer": {"lr": 3e-3, "quantum_weight": 0.0, "scope": "all"}},
+    )
     proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-4000:]
@@ -30,9 +35,20 @@ def test_the_best_configuration_and_the_control_run_again_on_the_fresh_seeds(tmp
     selection = json.loads(study.user_attrs["qstudy.confirm"])
     assert sorted(selection) == ["control", "top_1"] and selection["control"]["from_trial"] == "trial_0000"
     assert selection["top_1"]["from_trial"] == "trial_0001"  # the control is never a top arm
-    assert [(t.number, t.user_attrs["qstudy.arm"], t.user_attrs["qstudy.phase"],
-             json.loads(t.user_attrs["qstudy.overrides"])["seed"]) for t in confirm] == [
-        (2, "control", "confirm", 7), (3, "top_1", "confirm", 7), (4, "control", "confirm", 8), (5, "top_1", "confirm", 8)]
+    assert [
+        (
+            t.number,
+            t.user_attrs["qstudy.arm"],
+            t.user_attrs["qstudy.phase"],
+            json.loads(t.user_attrs["qstudy.overrides"])["seed"],
+        )
+        for t in confirm
+    ] == [
+        (2, "control", "confirm", 7),
+        (3, "top_1", "confirm", 7),
+        (4, "control", "confirm", 8),
+        (5, "top_1", "confirm", 8),
+    ]
     assert confirm[1].params == search[1].params  # top_1 runs the search's configuration
     assert all(max(t.intermediate_values) == 6 for t in confirm)  # each to its last step
 
@@ -42,7 +58,11 @@ def test_the_best_configuration_and_the_control_run_again_on_the_fresh_seeds(tmp
     for number, arm, seed in [(2, "control", 7), (3, "top_1", 7), (4, "control", 8), (5, "top_1", 8)]:
         run = runs[f"trial_{number:04d}"]
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
-        assert (run.data.tags["qstudy.arm"], run.data.params["arm"], run.data.tags["qstudy.phase"]) == (arm, arm, "confirm")
+        assert (run.data.tags["qstudy.arm"], run.data.params["arm"], run.data.tags["qstudy.phase"]) == (
+            arm,
+            arm,
+            "confirm",
+        )
         assert int(run.data.params["seed"]) == seed
         assert run.data.tags["qstudy.status"] == "completed"
     for number in range(2):
@@ -54,8 +74,10 @@ def test_the_best_configuration_and_the_control_run_again_on_the_fresh_seeds(tmp
 
     top_1 = [t.value for t in confirm if t.user_attrs["qstudy.arm"] == "top_1"]
     assert "confirm: 4/4 trials on fresh seeds 7, 8" in out
-    assert f"confirmed best: top_1 ({selection['top_1']['from_trial']}'s configuration) mean eval_loss=" \
-           f"{sum(top_1) / 2:.4g} over seeds 7, 8" in out
+    assert (
+        f"confirmed best: top_1 ({selection['top_1']['from_trial']}'s configuration) mean eval_loss="
+        f"{sum(top_1) / 2:.4g} over seeds 7, 8" in out
+    )
     assert f"the search's best trial was trial_{min(search, key=lambda t: t.value).number:04d}" in out
     assert parents[0].data.tags["qstudy.best_arm"] == "top_1"
     assert parents[0].data.metrics["best_eval_loss"] == pytest.approx(sum(top_1) / 2)

@@ -51,8 +51,12 @@ worker = _load_worker_module()
 CONFIGS = worker.configs()
 COMPARED = [name for name, cfg in CONFIGS.items() if cfg["bind"] and not cfg["bf16"]]
 BOUND = [name for name, cfg in CONFIGS.items() if cfg["bind"] and (cfg["zero"]["stage"] > 0 or cfg["bf16"])]
-EXPECTED_WRAPPER = {0: "SuperpositionalAdamW", 1: "DeepSpeedZeroOptimizer", 2: "DeepSpeedZeroOptimizer",
-                    3: "DeepSpeedZeroOptimizer_Stage3"}
+EXPECTED_WRAPPER = {
+    0: "SuperpositionalAdamW",
+    1: "DeepSpeedZeroOptimizer",
+    2: "DeepSpeedZeroOptimizer",
+    3: "DeepSpeedZeroOptimizer_Stage3",
+}
 
 
 def _free_port() -> int:
@@ -110,8 +114,10 @@ def zero_results(tmp_path_factory) -> dict:
         tails.append(f"--- rank {rank} ---\n" + log.read()[-4000:])
         log.close()
     if any(code != 0 for code in codes) or not out_path.exists():
-        pytest.fail(f"ZeRO workers failed (exit codes {codes}; None: still running after {TIMEOUT_S} s "
-                    "or stopped when its peer failed):\n" + "\n".join(tails))
+        pytest.fail(
+            f"ZeRO workers failed (exit codes {codes}; None: still running after {TIMEOUT_S} s "
+            "or stopped when its peer failed):\n" + "\n".join(tails)
+        )
     return torch.load(out_path)
 
 
@@ -119,7 +125,9 @@ def zero_results(tmp_path_factory) -> dict:
 def reference(scope: str, response: str, quantum_weight: float = worker.QUANTUM_WEIGHT) -> dict:
     """One process, no DeepSpeed: the same model, optimizer and global batches."""
     model = worker.build_model()
-    optimizer = SuperpositionalAdamW(worker.param_groups(model), **worker.optimizer_kwargs(scope, response, quantum_weight))
+    optimizer = SuperpositionalAdamW(
+        worker.param_groups(model), **worker.optimizer_kwargs(scope, response, quantum_weight)
+    )
     for x, y in worker.batches():
         optimizer.zero_grad()
         worker.loss_fn(model(x), y).backward()
@@ -161,7 +169,9 @@ def test_bound_partitions_hold_their_coordinates(zero_results, name):
         numel = sum(p.numel() for p in param_group["params"])
         for holder in holders:
             coords = sorted(c for g, c, rank in result["owners"] if g == group and holder in (None, rank))
-            assert coords == list(range(numel)), f"{name}: group {group} holds {len(coords)} coordinates, expected {numel}"
+            assert coords == list(range(numel)), (
+                f"{name}: group {group} holds {len(coords)} coordinates, expected {numel}"
+            )
 
 
 @pytest.mark.parametrize("stage", [s for s in worker.STAGES if s != "zero0"])
@@ -187,6 +197,7 @@ def test_leading_perturbation_is_visible():
     coordinate mapping could not pass for a right one."""
     perturbed = reference("leading", "sin")
     plain = reference("leading", "sin", quantum_weight=0.0)
+
     def leading(params):  # the first N_QUBITS coordinates of group 0: gain[0], gain[1], fc1.weight[0, 0]
         return torch.cat([params["gain"], params["fc1.weight"].view(-1)])[: worker.N_QUBITS]
 

@@ -36,14 +36,25 @@ def test_eval_and_generation_equal_a_fresh_model_with_the_same_weights(tmp_path,
     out = tmp_path / "result.json"
     env = dict(os.environ)
     env.update(
-        DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", LOCAL_RANK="0",
-        WORLD_SIZE="1", LOCAL_SIZE="1", OMP_NUM_THREADS="1",
+        DS_ACCELERATOR="cpu",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        RANK="0",
+        LOCAL_RANK="0",
+        WORLD_SIZE="1",
+        LOCAL_SIZE="1",
+        OMP_NUM_THREADS="1",
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
     )
     env.setdefault("TORCH_EXTENSIONS_DIR", str(REPO / ".torch_extensions"))
     done = subprocess.run(
-        [sys.executable, str(WORKER), preset, str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+        [sys.executable, str(WORKER), preset, str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     result = json.loads(out.read_text())

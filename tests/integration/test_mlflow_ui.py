@@ -45,14 +45,22 @@ def _free_port() -> int:
 def _browser():
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        pytest.fail("the browser test needs Debian's chromium and chromium-driver: `make browser` installs them "
-                    f"(found chromium={chromium}, chromedriver={driver})")
+        pytest.fail(
+            "the browser test needs Debian's chromium and chromium-driver: `make browser` installs them "
+            f"(found chromium={chromium}, chromedriver={driver})"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=2200,1400"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=2200,1400",
+    ):
         options.add_argument(arg)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -68,8 +76,9 @@ def _wait_text(browser, wanted, timeout_s=PAGE_TIMEOUT_S) -> str:
         if all(w in text for w in wanted):
             return text
         time.sleep(1)
-    pytest.fail(f"{browser.current_url}: the page never showed {[w for w in wanted if w not in text]}; it shows:\n"
-                f"{text[:3000]}")
+    pytest.fail(
+        f"{browser.current_url}: the page never showed {[w for w in wanted if w not in text]}; it shows:\n{text[:3000]}"
+    )
 
 
 def _exact(browser, text: str) -> int:
@@ -82,9 +91,14 @@ def _exact(browser, text: str) -> int:
 def _ui(path, cwd, port):
     """`qstudy ui path --port port`: its links once the UI answers, and the process."""
     log = open(cwd / "ui.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "qstudy.cli", "ui", str(path), "--port", str(port), "--no-browser"],
-                            cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qstudy.cli", "ui", str(path), "--port", str(port), "--no-browser"],
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -140,7 +154,8 @@ def test_the_ui_shows_the_trials_the_compare_view_and_the_description(tmp_path):
 
         # The plot draws after the runs load: its axes carry the params' names.
         WebDriverWait(browser, PAGE_TIMEOUT_S).until(
-            lambda b: b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .parcoords, .js-plotly-plot svg"))
+            lambda b: b.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .parcoords, .js-plotly-plot svg")
+        )
         time.sleep(2)
         for name in SEARCHED:
             short = name.rsplit(".", 1)[-1]

@@ -82,17 +82,31 @@ def test_a_two_worker_zero2_trial_fine_tunes_it_on_gsm8k(smollm2_path, gsm8k_tra
     from _studies import study_runs, sweep, write_study
 
     path = write_study(
-        tmp_path, "pretrained",
+        tmp_path,
+        "pretrained",
         **{
             "num_samples": 1,  # the one baseline: λ = 0.5 with the quantum attention
             "baselines": [{"optimizer.quantum_weight": 0.5}],
             "trial.model": {"preset": "llama-tiny", "path": str(smollm2_path)},
             "trial.optimizer": {"lr": 1.0e-4, "weight_decay": 0.01, "warmup_steps": 1, "lr_schedule": "linear"},
-            "trial.data": {"task": "gsm8k", "train_path": str(gsm8k_train_path), "eval_path": str(gsm8k_test_path),
-                           "train_examples": 4, "eval_examples": 4, "generate_examples": 2, "max_new_tokens": 24,
-                           "max_tokens": 160},
-            "trial.train": {"max_steps": 4, "global_batch_size": 4, "micro_batch_size": 2, "eval_every_steps": 4,
-                            "log_every_steps": 1, "gradient_clipping": 1.0},
+            "trial.data": {
+                "task": "gsm8k",
+                "train_path": str(gsm8k_train_path),
+                "eval_path": str(gsm8k_test_path),
+                "train_examples": 4,
+                "eval_examples": 4,
+                "generate_examples": 2,
+                "max_new_tokens": 24,
+                "max_tokens": 160,
+            },
+            "trial.train": {
+                "max_steps": 4,
+                "global_batch_size": 4,
+                "micro_batch_size": 2,
+                "eval_every_steps": 4,
+                "log_every_steps": 1,
+                "gradient_clipping": 1.0,
+            },
             "trial.resources": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0},
             "max_concurrent": 1,
             "trial_timeout_s": 900,

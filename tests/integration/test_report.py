@@ -32,21 +32,47 @@ TARGET = 1.385  # eval_loss; ln 4 = 1.386 is chance for 4 classes: some seeds re
 def reported(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("report")
     path = write_comparison(
-        tmp_path, "rep", arms=ARMS, seeds=SEEDS,
+        tmp_path,
+        "rep",
+        arms=ARMS,
+        seeds=SEEDS,
         **{
             "objective": {"metric": "eval_loss", "mode": "min"},
             "trial.quantum": {"enabled": False, "n_qubits": 2, "circuit_depth": 1},
             "trial.data": {"task": "classification", "train_examples": 64, "eval_examples": 64},
-            "trial.train": {"max_steps": 8, "global_batch_size": 16, "micro_batch_size": 16, "eval_every_steps": 2,
-                            "log_every_steps": 2, "gradient_clipping": 0.0},
+            "trial.train": {
+                "max_steps": 8,
+                "global_batch_size": 16,
+                "micro_batch_size": 16,
+                "eval_every_steps": 2,
+                "log_every_steps": 2,
+                "gradient_clipping": 0.0,
+            },
             "trial.optimizer": {"lr": 3e-3, "weight_decay": 0.0, "quantum_weight": 0.0},
             "claims": [
-                {"text": "λ = 1 with scope all ends lower", "measure": "final", "metric": "eval_loss",
-                 "arm": "all", "paper": 1.2, "paper_control": 1.3},
-                {"text": "scope all reaches chance loss sooner", "measure": "steps_to_target", "metric": "eval_loss",
-                 "target": TARGET, "arm": "all", "paper": 2, "paper_control": 4},
-                {"text": "scope all costs 10% per step", "measure": "time_per_step", "arm": "all",
-                 "paper_change": 0.10},
+                {
+                    "text": "λ = 1 with scope all ends lower",
+                    "measure": "final",
+                    "metric": "eval_loss",
+                    "arm": "all",
+                    "paper": 1.2,
+                    "paper_control": 1.3,
+                },
+                {
+                    "text": "scope all reaches chance loss sooner",
+                    "measure": "steps_to_target",
+                    "metric": "eval_loss",
+                    "target": TARGET,
+                    "arm": "all",
+                    "paper": 2,
+                    "paper_control": 4,
+                },
+                {
+                    "text": "scope all costs 10% per step",
+                    "measure": "time_per_step",
+                    "arm": "all",
+                    "paper_change": 0.10,
+                },
             ],
         },
     )
@@ -55,12 +81,21 @@ def reported(tmp_path_factory):
     assert proc.returncode == 0, out[-4000:]
     report = subprocess.run(
         [sys.executable, "-m", "qstudy.cli", "report", str(path), "--timing-rounds", "3", "--timing-steps", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
     folder = tmp_path / "runs" / "rep" / "report"
-    return {"tmp": tmp_path, "path": path, "sweep_out": out, "out": report.stdout, "folder": folder,
-            "json": json.loads((folder / "report.json").read_text())}
+    return {
+        "tmp": tmp_path,
+        "path": path,
+        "sweep_out": out,
+        "out": report.stdout,
+        "folder": folder,
+        "json": json.loads((folder / "report.json").read_text()),
+    }
 
 
 def _mlflow(tmp_path):
@@ -69,7 +104,10 @@ def _mlflow(tmp_path):
     by_arm = {}
     for run in children:
         curve = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "eval_loss"))
-        by_arm.setdefault(run.data.tags["qstudy.arm"], {})[int(run.data.params["seed"])] = (run.data.tags["qstudy.status"], curve)
+        by_arm.setdefault(run.data.tags["qstudy.arm"], {})[int(run.data.params["seed"])] = (
+            run.data.tags["qstudy.status"],
+            curve,
+        )
     return client, parents[0], by_arm
 
 
@@ -96,14 +134,17 @@ def test_arms_by_seeds_run_once_each_paired_by_seed_and_resume(reported):
     assert sorted(by_pair) == sorted((arm, seed) for arm in ARMS for seed in SEEDS)  # each pair once
     # Seeds-major, control first.
     assert [by_pair[arm, seed].data.tags["qstudy.trial_id"] for seed in SEEDS for arm in ORDER] == [
-        f"trial_{i:04d}" for i in range(10)]
+        f"trial_{i:04d}" for i in range(10)
+    ]
     metrics = {pair: run.data.metrics for pair, run in by_pair.items()}
     for seed in SEEDS:  # paired: the arm starts from the control's model on the control's data
         control, arm = metrics["control", seed], metrics["all", seed]
         assert arm["initial_eval_loss"] == pytest.approx(control["initial_eval_loss"], rel=1e-6, abs=1e-7)
         assert arm["eval_loss"] != control["eval_loss"]  # λ reached the optimizer
     # The seed reaches the model's init: the two seeds start from different models.
-    assert metrics["control", 0]["initial_eval_loss"] != pytest.approx(metrics["control", 1]["initial_eval_loss"], rel=1e-6)
+    assert metrics["control", 0]["initial_eval_loss"] != pytest.approx(
+        metrics["control", 1]["initial_eval_loss"], rel=1e-6
+    )
 
     # Resumable as a search study: a second sweep finds every pair done and runs nothing.
     again = sweep(reported["path"], tmp_path)
@@ -117,7 +158,8 @@ def test_arms_by_seeds_run_once_each_paired_by_seed_and_resume(reported):
     trials = optuna.load_study(study_name="rep", storage=f"sqlite:///{tmp_path / 'runs' / 'rep' / 'optuna.db'}").trials
     state = {"diverges": "FAIL", "fails": "FAIL"}
     assert [(t.user_attrs["qstudy.arm"], t.state.name) for t in trials] == [
-        (arm, state.get(arm, "COMPLETE")) for seed in SEEDS for arm in ORDER]
+        (arm, state.get(arm, "COMPLETE")) for seed in SEEDS for arm in ORDER
+    ]
 
 
 def test_every_number_equals_mlflow_recomputed(reported):
@@ -135,14 +177,20 @@ def test_every_number_equals_mlflow_recomputed(reported):
         if low != low:  # NaN: both seeds equal (no spread); the report gives a zero-width interval
             low = high = mean
         assert (got["final"]["mean"], got["final"]["low"], got["final"]["high"]) == (
-            pytest.approx(mean, abs=1e-12), pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+            pytest.approx(mean, abs=1e-12),
+            pytest.approx(low, abs=1e-12),
+            pytest.approx(high, abs=1e-12),
+        )
         if name != "control":
             diffs = [finals[s] - control[s] for s in SEEDS]
             mean, low, high = _ci(diffs)
             if low != low:
                 low = high = mean
             assert (got["difference"]["mean"], got["difference"]["low"], got["difference"]["high"]) == (
-                pytest.approx(mean, abs=1e-12), pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+                pytest.approx(mean, abs=1e-12),
+                pytest.approx(low, abs=1e-12),
+                pytest.approx(high, abs=1e-12),
+            )
         # Steps to the target, censored at the last evaluation when never reached.
         (target,) = got["to_target"]
         for seed in SEEDS:
@@ -150,19 +198,32 @@ def test_every_number_equals_mlflow_recomputed(reported):
             first = next((step for step, value in curve if value <= TARGET), None)
             assert target["per_seed"][str(seed)] == {"step": first or curve[-1][0], "reached": first is not None}
     # The paired timing: logged on the parent run, the ratios recomputed from it.
-    timing = {arm: [m.value for m in sorted(client.get_metric_history(parent.info.run_id, f"timing/{arm}/step_s"),
-                                            key=lambda m: m.step)] for arm in ("control", "leading", "all")}
+    timing = {
+        arm: [
+            m.value
+            for m in sorted(client.get_metric_history(parent.info.run_id, f"timing/{arm}/step_s"), key=lambda m: m.step)
+        ]
+        for arm in ("control", "leading", "all")
+    }
     # A failed or diverged arm has no cost to compare: it is not timed.
     assert not client.get_metric_history(parent.info.run_id, "timing/fails/step_s")
     assert all(len(v) == 3 and all(x > 0 for x in v) for v in timing.values())
     ratios = [a / c for a, c in zip(timing["all"], timing["control"])]
     mean, low, high = _ci(ratios)
-    assert arms["all"]["time_per_step_ratio"] == {"mean": pytest.approx(mean, abs=1e-12), "low": pytest.approx(low, abs=1e-12),
-                                                        "high": pytest.approx(high, abs=1e-12), "n": 3}
+    assert arms["all"]["time_per_step_ratio"] == {
+        "mean": pytest.approx(mean, abs=1e-12),
+        "low": pytest.approx(low, abs=1e-12),
+        "high": pytest.approx(high, abs=1e-12),
+        "n": 3,
+    }
     (final_claim, steps_claim, time_claim) = report["claims"]
     assert final_claim["difference"] == arms["all"]["difference"]
     assert time_claim["change"]["mean"] == pytest.approx(mean - 1, abs=1e-12)
-    assert {final_claim["verdict"], steps_claim["verdict"], time_claim["verdict"]} <= {"holds", "not supported", "contradicted"}
+    assert {final_claim["verdict"], steps_claim["verdict"], time_claim["verdict"]} <= {
+        "holds",
+        "not supported",
+        "contradicted",
+    }
 
 
 def test_no_effect_is_detected_and_explained(reported):
@@ -180,7 +241,12 @@ def test_no_effect_is_detected_and_explained(reported):
 def test_failed_and_diverged_trials_are_listed_not_averaged(reported):
     report = reported["json"]
     listed = {(t["arm"], t["seed"]): t["status"] for t in report["not_completed"]}
-    assert listed == {("diverges", 0): "diverged", ("diverges", 1): "diverged", ("fails", 0): "failed", ("fails", 1): "failed"}
+    assert listed == {
+        ("diverges", 0): "diverged",
+        ("diverges", 1): "diverged",
+        ("fails", 0): "failed",
+        ("fails", 1): "failed",
+    }
     for name in ("diverges", "fails"):
         arm = report["arms"]["comparison"][name]
         assert arm["n"] == 0 and arm["final"] is None and arm["trials"] == 2
@@ -201,7 +267,8 @@ def test_figures_decode_are_not_blank_and_are_on_the_parent_run(reported):
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.md", "report/report.json", "report/figures"} <= logged
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "report/figures")} == {
-        f"report/figures/{n}" for n in report["figures"]}
+        f"report/figures/{n}" for n in report["figures"]
+    }
     # The parent run's page tells the story: the sweep's description, then the report's arm table and verdicts.
     note = parent.data.tags["mlflow.note.content"]
     assert note.index("## Study") < note.index("## The report (`qstudy report`)") < note.index("| arm | n |")

@@ -46,7 +46,13 @@ def _trial(**overrides) -> TrialConfig:
             "generate_examples": 0,
             "max_tokens": 192,  # byte tokens: the longest synthetic prompt is 178, none is dropped
         },
-        "train": {"max_steps": 3, "global_batch_size": 2, "micro_batch_size": 1, "eval_every_steps": 3, "log_every_steps": 3},
+        "train": {
+            "max_steps": 3,
+            "global_batch_size": 2,
+            "micro_batch_size": 1,
+            "eval_every_steps": 3,
+            "log_every_steps": 3,
+        },
         "deepspeed": {"preset": "zero3"},
         "resources": {"num_workers": 2, "cpus_per_worker": 1, "max_failures": 0},
     }
@@ -82,7 +88,10 @@ def _expected_parameters(trial: TrialConfig) -> int:
     return base + quantum
 
 
-@pytest.mark.skipif(not _fast_cpu_bf16(), reason="bf16 matmuls take torch's reference GEMM on a CPU without AVX-512 (>40 min here); fp32 does not fit two ranks in 24 GiB")
+@pytest.mark.skipif(
+    not _fast_cpu_bf16(),
+    reason="bf16 matmuls take torch's reference GEMM on a CPU without AVX-512 (>40 min here); fp32 does not fit two ranks in 24 GiB",
+)
 def test_1b_shape_trains_under_two_worker_zero3(tmp_path):
     from qstudy.train import run_trial
 

@@ -46,7 +46,9 @@ def test_three_trial_study_end_to_end(tmp_path):
 
 
 def test_killed_driver_resumes_without_duplicates(tmp_path):
-    path = write_study(tmp_path, "resume", num_samples=4, **{"trial.train.max_steps": 10, "trial.train.eval_every_steps": 5})
+    path = write_study(
+        tmp_path, "resume", num_samples=4, **{"trial.train.max_steps": 10, "trial.train.eval_every_steps": 5}
+    )
     proc = sweep(path, tmp_path, start_new_session=True)
     optuna_db = tmp_path / "runs" / "resume" / "optuna.db"
     deadline = time.monotonic() + 600
@@ -76,7 +78,14 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     assert len(parents) == 1
     ids = [r.data.tags["qstudy.trial_id"] for r in children]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 4
-    states = {r.data.tags["qstudy.trial_id"]: (r.info.status, r.data.tags["qstudy.status"], r.data.tags.get("qstudy.error", "")[-600:]) for r in children}
+    states = {
+        r.data.tags["qstudy.trial_id"]: (
+            r.info.status,
+            r.data.tags["qstudy.status"],
+            r.data.tags.get("qstudy.error", "")[-600:],
+        )
+        for r in children
+    }
     assert all(s[:2] == ("FINISHED", "completed") for s in states.values()), states
     trials = optuna.load_study(study_name="resume", storage=f"sqlite:///{optuna_db}").trials
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
@@ -102,7 +111,9 @@ def test_asha_prunes_and_a_diverging_trial_does_not_stop_the_study(tmp_path):
     assert "pruned" in statuses.values()
     import optuna
 
-    trials = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'runs' / 'asha' / 'optuna.db'}").trials
+    trials = optuna.load_study(
+        study_name="asha", storage=f"sqlite:///{tmp_path / 'runs' / 'asha' / 'optuna.db'}"
+    ).trials
     states = {t.number: t.state.name for t in trials}
     assert states[2] == "FAIL"
     assert "PRUNED" in states.values()
@@ -111,7 +122,10 @@ def test_asha_prunes_and_a_diverging_trial_does_not_stop_the_study(tmp_path):
 
 def test_bad_study_file_touches_nothing(tmp_path):
     path = write_study(
-        tmp_path, "bad", sampler={"type": "annealing"}, space={"optimizer.quantum_weight": {"type": "float", "low": 2.0, "high": 1.0}}
+        tmp_path,
+        "bad",
+        sampler={"type": "annealing"},
+        space={"optimizer.quantum_weight": {"type": "float", "low": 2.0, "high": 1.0}},
     )
     proc = sweep(path, tmp_path)
     out, _ = proc.communicate(timeout=120)
@@ -135,5 +149,7 @@ def test_a_stuck_trial_ends_as_failed_and_the_study_goes_on(tmp_path):
     assert any("trial_timeout_s=2" in r.data.tags.get("qstudy.error", "") for r in children)
     import optuna
 
-    trials = optuna.load_study(study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}").trials
+    trials = optuna.load_study(
+        study_name="stuck", storage=f"sqlite:///{tmp_path / 'runs' / 'stuck' / 'optuna.db'}"
+    ).trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]

@@ -66,7 +66,9 @@ def test_a_second_driver_of_a_running_study_is_refused(tmp_path):
     assert sorted(r.data.tags["qstudy.trial_id"] for r in children) == ["trial_0000", "trial_0001"]
     assert [(r.info.status, r.data.tags["qstudy.status"]) for r in children] == [("FINISHED", "completed")] * 2
     for run in children:
-        assert [m.step for m in sorted(client.get_metric_history(run.info.run_id, "eval_loss"), key=lambda m: m.step)] == [2, 4]
+        assert [
+            m.step for m in sorted(client.get_metric_history(run.info.run_id, "eval_loss"), key=lambda m: m.step)
+        ] == [2, 4]
     assert _optuna_states(tmp_path, "twice") == ["COMPLETE", "COMPLETE"]
 
 
@@ -101,7 +103,9 @@ def _snapshot(tmp_path, name):
     """
     proc = subprocess.run(
         [sys.executable, "-c", _SNAPSHOT, str(tmp_path), name, str(Path(__file__).parent)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.splitlines()[-1])
@@ -161,6 +165,8 @@ def test_a_study_whose_mlflow_store_was_deleted_is_logged_again(tmp_path):
         f"trial_0000, trial_0001, which the Optuna study sqlite:///{tmp_path / 'runs' / 'lost' / 'optuna.db'} "
         "holds as finished, and their Tune results cannot re-log them faithfully (trial_0000: no Tune results under "
     )
-    assert message.endswith(f"to start it afresh, remove {tmp_path / 'runs' / 'lost'} (its Optuna study and Ray results) "
-                            "or give the study a new name")
+    assert message.endswith(
+        f"to start it afresh, remove {tmp_path / 'runs' / 'lost'} (its Optuna study and Ray results) "
+        "or give the study a new name"
+    )
     assert _snapshot(tmp_path, "lost") == {"parents": [], "trials": {}}

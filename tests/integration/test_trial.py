@@ -28,7 +28,13 @@ def _trial(**overrides) -> TrialConfig:
             "max_new_tokens": 8,
             "max_tokens": 160,
         },
-        "train": {"max_steps": 12, "global_batch_size": 8, "micro_batch_size": 4, "eval_every_steps": 6, "log_every_steps": 3},
+        "train": {
+            "max_steps": 12,
+            "global_batch_size": 8,
+            "micro_batch_size": 4,
+            "eval_every_steps": 6,
+            "log_every_steps": 3,
+        },
         "deepspeed": {"preset": "zero2"},
         "resources": {"num_workers": 1, "cpus_per_worker": 1, "max_failures": 1},
     }
@@ -53,7 +59,13 @@ def local_ray():
 def test_trial_lowers_eval_loss(local_ray, tmp_path, workers, preset, accumulation):
     from qstudy.train import run_trial
 
-    trial = _trial(**{"resources.num_workers": workers, "deepspeed.preset": preset, "train.micro_batch_size": 8 // (workers * accumulation)})
+    trial = _trial(
+        **{
+            "resources.num_workers": workers,
+            "deepspeed.preset": preset,
+            "train.micro_batch_size": 8 // (workers * accumulation),
+        }
+    )
     assert trial.gradient_accumulation_steps == accumulation
     outcome = run_trial(trial, name=f"t-{workers}-{preset}", storage_path=tmp_path)
     metrics = outcome["metrics"]
@@ -77,7 +89,9 @@ def _registered_checkpoint(run_dir: Path) -> bool:
     a worker killed then restarts from step 0."""
     import json
 
-    snapshot = run_dir / "checkpoint_manager_snapshot.json"  # ray.train.v2 constants.CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+    snapshot = (
+        run_dir / "checkpoint_manager_snapshot.json"
+    )  # ray.train.v2 constants.CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
     try:
         return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
     except (OSError, ValueError):  # not written yet, or caught mid-write
@@ -128,17 +142,26 @@ def test_killed_worker_resumes_exactly_where_it_stopped(local_ray, tmp_path, pre
 
     trial = _trial(
         **{
-            "train.max_steps": 40, "train.eval_every_steps": 20, "train.checkpoint_every_steps": 5,
-            "train.log_every_steps": 1, "resources.num_workers": 2, "train.micro_batch_size": 4,
-            "deepspeed.preset": preset, "optimizer.response": "gaussian", "optimizer.scope": "all",
-            "optimizer.warmup_steps": 30, "data.generate_examples": 0,
+            "train.max_steps": 40,
+            "train.eval_every_steps": 20,
+            "train.checkpoint_every_steps": 5,
+            "train.log_every_steps": 1,
+            "resources.num_workers": 2,
+            "train.micro_batch_size": 4,
+            "deepspeed.preset": preset,
+            "optimizer.response": "gaussian",
+            "optimizer.scope": "all",
+            "optimizer.warmup_steps": 30,
+            "data.generate_examples": 0,
         }
     )
     whole = _fit_logged(trial, "whole", tmp_path, tmp_path / "whole.jsonl")
     assert whole.error is None, whole.error
 
     result = {}
-    runner = threading.Thread(target=lambda: result.update(r=_fit_logged(trial, "killed", tmp_path, tmp_path / "killed.jsonl")))
+    runner = threading.Thread(
+        target=lambda: result.update(r=_fit_logged(trial, "killed", tmp_path, tmp_path / "killed.jsonl"))
+    )
     runner.start()
     killed = None
     deadline = time.monotonic() + 240
@@ -159,7 +182,10 @@ def test_killed_worker_resumes_exactly_where_it_stopped(local_ray, tmp_path, pre
     assert resumed.error is None, resumed.error
     assert 5 <= resumed.metrics["resumed_from_step"] < 40 and resumed.metrics["resumed_from_step"] % 5 == 0
 
-    expected, got = _per_step(tmp_path / "whole.jsonl", "train_loss"), _per_step(tmp_path / "killed.jsonl", "train_loss")
+    expected, got = (
+        _per_step(tmp_path / "whole.jsonl", "train_loss"),
+        _per_step(tmp_path / "killed.jsonl", "train_loss"),
+    )
     assert sorted(got) == sorted(expected) == list(range(1, 41))
     for step in expected:
         assert got[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), f"step {step}"
@@ -177,23 +203,34 @@ def test_eval_loss_is_the_same_for_any_worker_count_and_micro_batch(local_ray, t
     the held-out set is split: the mean over scored tokens."""
     from qstudy.train import run_trial
 
-    base = {"train.max_steps": 1, "train.eval_every_steps": 1, "data.generate_examples": 0, "train.checkpoint_every_steps": 0}
+    base = {
+        "train.max_steps": 1,
+        "train.eval_every_steps": 1,
+        "data.generate_examples": 0,
+        "train.checkpoint_every_steps": 0,
+    }
     one = run_trial(_trial(**base, **{"train.micro_batch_size": 8}), name="eval-1x8", storage_path=tmp_path)
-    two = run_trial(_trial(**base, **{"resources.num_workers": 2, "train.micro_batch_size": 2}), name="eval-2x2", storage_path=tmp_path)
+    two = run_trial(
+        _trial(**base, **{"resources.num_workers": 2, "train.micro_batch_size": 2}),
+        name="eval-2x2",
+        storage_path=tmp_path,
+    )
     assert one["status"] == two["status"] == "completed", (one["metrics"].get("error"), two["metrics"].get("error"))
     assert two["metrics"]["initial_eval_loss"] == pytest.approx(one["metrics"]["initial_eval_loss"], rel=1e-6)
 
 
 def test_local_checkpoint_trains_offline(local_ray, tmp_path):
-    from qstudy.data import byte_tokenizer
-    from qstudy.train import run_trial
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from qstudy._llama_presets import llama_config_kwargs
+    from qstudy.data import byte_tokenizer
+    from qstudy.train import run_trial
 
     tok = byte_tokenizer()
     kwargs = llama_config_kwargs("llama-tiny")
-    kwargs.update(vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    kwargs.update(
+        vocab_size=len(tok), pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id
+    )
     LlamaForCausalLM(LlamaConfig(**kwargs)).save_pretrained(tmp_path / "ckpt")
     tok.save_pretrained(tmp_path / "ckpt")
     trial = _trial(**{"model.path": str(tmp_path / "ckpt"), "train.max_steps": 6, "train.eval_every_steps": 6})
@@ -208,7 +245,9 @@ def test_unplaceable_trial_is_refused_before_any_worker(local_ray, tmp_path):
     trial = _trial(**{"resources.num_workers": 8, "train.micro_batch_size": 1})
     with pytest.raises(ConfigError) as err:
         run_trial(trial, name="too-big", storage_path=tmp_path, source="trial.yaml")
-    assert "trial.yaml: resources.num_workers: the Ray cluster can place at most 2 workers of 1 CPU each" in str(err.value)
+    assert "trial.yaml: resources.num_workers: the Ray cluster can place at most 2 workers of 1 CPU each" in str(
+        err.value
+    )
     assert "got num_workers=8" in str(err.value)
     assert not (tmp_path / "too-big").exists()
 
@@ -222,7 +261,9 @@ def test_same_seed_same_losses_and_divergence_is_a_status(local_ray, tmp_path):
     assert first["train_loss"] == second["train_loss"] and first["eval_loss"] == second["eval_loss"]
 
     # An absurd learning rate overflows fp32 within a few steps: the trial ends as diverged.
-    diverging = _trial(**{"optimizer.lr": 1e30, "train.max_steps": 8, "train.eval_every_steps": 8, "data.generate_examples": 0})
+    diverging = _trial(
+        **{"optimizer.lr": 1e30, "train.max_steps": 8, "train.eval_every_steps": 8, "data.generate_examples": 0}
+    )
     outcome = run_trial(diverging, name="diverge", storage_path=tmp_path)
     assert outcome["status"] == "diverged"
     assert outcome["metrics"]["step"] < 8
@@ -291,10 +332,19 @@ def test_checkpoint_cadence_apart_from_eval_and_only_the_newest_kept(local_ray, 
 def test_trial_without_checkpoints_ends_with_its_status_and_a_rerun_hands_it_on(local_ray, tmp_path):
     from qstudy.train import run_trial
 
-    trial = _trial(**{"train.max_steps": 4, "train.eval_every_steps": 2, "train.checkpoint_every_steps": 0, "data.generate_examples": 0})
+    trial = _trial(
+        **{
+            "train.max_steps": 4,
+            "train.eval_every_steps": 2,
+            "train.checkpoint_every_steps": 0,
+            "data.generate_examples": 0,
+        }
+    )
     first = run_trial(trial, name="nockpt", storage_path=tmp_path)
     assert first["status"] == "completed", first["metrics"].get("error")
     assert sorted(p.name for p in Path(first["checkpoint"]).iterdir()) == ["final_status.json"]  # no DeepSpeed state
     second = run_trial(trial, name="nockpt", storage_path=tmp_path)
     assert second["status"] == "completed", second["metrics"].get("error")
-    assert second["metrics"]["resumed_from_step"] == 4 and second["metrics"]["eval_loss"] == first["metrics"]["eval_loss"]
+    assert (
+        second["metrics"]["resumed_from_step"] == 4 and second["metrics"]["eval_loss"] == first["metrics"]["eval_loss"]
+    )

@@ -23,5 +23,7 @@ def test_a_server_study_gets_the_servers_links_and_no_local_ui(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert asked == [("http://head:5000/", "s", "s", "http://head:5000")]
     assert "  runs:    http://head:5000/#/experiments/7/runs?workflowType=machine_learning" in out.splitlines()
-    assert (f"{path}: tracking store is the MLflow server http://head:5000/: its UI is at "
-            "http://head:5000/#/experiments/7/runs?workflowType=machine_learning") in out
+    assert (
+        f"{path}: tracking store is the MLflow server http://head:5000/: its UI is at "
+        "http://head:5000/#/experiments/7/runs?workflowType=machine_learning"
+    ) in out

@@ -4,11 +4,11 @@ does before it touches AWS (prepare_config + validate_config), nothing after."""
 
 import copy
 import re
-import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet

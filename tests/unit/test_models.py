@@ -14,8 +14,13 @@ VOCAB = 97
 
 def _llama(attn="sdpa", kv_heads=2, layers=2, seed=0):
     config = transformers.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=64,
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=64,
     )
     torch.manual_seed(seed)
     model = transformers.LlamaForCausalLM(config)
@@ -68,7 +73,9 @@ def test_parameters_are_real_seeded_and_gates_start_at_zero():
     assert not torch.equal(other.model.layers[1].self_attn.quantum_b, names["model.layers.1.self_attn.quantum_b"])
     only_one = install_quantum_attention(_llama(), n_qubits=3, circuit_depth=2, seed=5, layers=[1])
     assert not hasattr(only_one.model.layers[0].self_attn, "quantum_a")
-    torch.testing.assert_close(only_one.model.layers[1].self_attn.quantum_a, names["model.layers.1.self_attn.quantum_a"])
+    torch.testing.assert_close(
+        only_one.model.layers[1].self_attn.quantum_a, names["model.layers.1.self_attn.quantum_a"]
+    )
 
 
 def test_quantum_attention_matches_reference_with_gqa_and_mask():
@@ -87,7 +94,9 @@ def test_quantum_attention_matches_reference_with_gqa_and_mask():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     causal = quantum_attention(query, key, value, series, omega, gate, is_causal=True, scale=0.3)
     tril = torch.ones(5, 5, dtype=torch.bool).tril()
-    torch.testing.assert_close(causal, quantum_attention(query, key, value, series, omega, gate, attn_mask=tril, scale=0.3))
+    torch.testing.assert_close(
+        causal, quantum_attention(query, key, value, series, omega, gate, attn_mask=tril, scale=0.3)
+    )
     assert (causal - got)[1].abs().max() > 1e-3  # the holes in batch 1's mask mattered
 
 
@@ -126,7 +135,9 @@ def test_generate_with_kv_cache_matches_full_forward():
         prefill = model(ids[:, :6], attention_mask=mask[:, :6], use_cache=True)
         cache, steps = prefill.cache, [prefill.logits]
         for position in range(6, 10):
-            out = model(ids[:, position : position + 1], attention_mask=mask[:, : position + 1], cache=cache, use_cache=True)
+            out = model(
+                ids[:, position : position + 1], attention_mask=mask[:, : position + 1], cache=cache, use_cache=True
+            )
             cache = out.cache
             steps.append(out.logits)
         incremental = torch.cat(steps, dim=1)
@@ -186,7 +197,9 @@ def test_save_and_load_keep_the_layer_and_its_values(tmp_path):
     assert loaded.config.quantum_attention["layers"] == [1]
     assert not hasattr(loaded.model.layers[0].self_attn, "quantum_a")
     for name in ("quantum_a", "quantum_b", "quantum_gate"):
-        torch.testing.assert_close(getattr(loaded.model.layers[1].self_attn, name), getattr(model.model.layers[1].self_attn, name))
+        torch.testing.assert_close(
+            getattr(loaded.model.layers[1].self_attn, name), getattr(model.model.layers[1].self_attn, name)
+        )
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids, attention_mask=mask).logits, expected, atol=1e-6, rtol=0)
 
@@ -270,8 +283,12 @@ def _build_trial(preset="zero3", **model):
     from qstudy.config import TrialConfig
 
     return TrialConfig.model_validate(
-        {"model": {"preset": "llama-tiny", **model}, "quantum": {"n_qubits": 3, "circuit_depth": 2, "seed": 7},
-         "deepspeed": {"preset": preset}, "train": {"global_batch_size": 4, "micro_batch_size": 4}}
+        {
+            "model": {"preset": "llama-tiny", **model},
+            "quantum": {"n_qubits": 3, "circuit_depth": 2, "seed": 7},
+            "deepspeed": {"preset": preset},
+            "train": {"global_batch_size": 4, "micro_batch_size": 4},
+        }
     )
 
 
@@ -350,7 +367,9 @@ def test_zero3_checkpoint_loads_into_partitions(single_rank_group, tmp_path):
     _set_gates(saved)
     saved.save_pretrained(tmp_path)
     trial = _build_trial(path=str(tmp_path))
-    trial = trial.model_copy(update={"quantum": trial.quantum.model_copy(update={"circuit_depth": 1})})  # the checkpoint's
+    trial = trial.model_copy(
+        update={"quantum": trial.quantum.model_copy(update={"circuit_depth": 1})}
+    )  # the checkpoint's
     model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
     assert not is_deepspeed_zero3_enabled()
     assert all(hasattr(p, "ds_id") for p in model.parameters())
@@ -375,7 +394,9 @@ def test_other_stages_build_the_whole_model_as_before():
     kwargs = llama_config_kwargs("llama-tiny")
     kwargs.update(vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
-    plain = transformers.LlamaForCausalLM(transformers.LlamaConfig(**kwargs))  # the constructor build_model used to call
+    plain = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(**kwargs)
+    )  # the constructor build_model used to call
     got = dict(model.named_parameters())
     for name, p in plain.named_parameters():
         assert torch.equal(got[name], p), name
@@ -415,7 +436,11 @@ def test_checkpoint_quantum_mismatches_name_each_differing_setting():
     same = QuantumConfig(n_qubits=3, circuit_depth=1, layers=[1], simulator="aer", seed=9, compile=True)
     assert checkpoint_quantum_mismatches(saved, same) == []  # simulator, compile and seed are the trial's
     other = QuantumConfig(n_qubits=4, circuit_depth=2, layers=None)
-    assert checkpoint_quantum_mismatches(saved, other) == [("n_qubits", 3, 4), ("circuit_depth", 1, 2), ("layers", [1], None)]
+    assert checkpoint_quantum_mismatches(saved, other) == [
+        ("n_qubits", 3, 4),
+        ("circuit_depth", 1, 2),
+        ("layers", [1], None),
+    ]
     assert checkpoint_quantum_mismatches(saved, QuantumConfig(enabled=False)) == [("enabled", True, False)]
 
 
@@ -424,8 +449,14 @@ def _quantum_checkpoint(tmp_path):
 
     tok = byte_tokenizer()
     config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
     )
     model = install_quantum_attention(transformers.LlamaForCausalLM(config), n_qubits=3, circuit_depth=1, seed=4)
     model.save_pretrained(tmp_path)
@@ -446,7 +477,9 @@ def test_a_checkpoints_circuit_must_match_the_trials(tmp_path):
     ]
     with pytest.raises(ValueError, match=r"quantum.n_qubits is 4, the checkpoint has 3"):
         build_model(trial, _build_task())
-    matching = trial.model_copy(update={"quantum": trial.quantum.model_copy(update={"n_qubits": 3, "simulator": "aer"})})
+    matching = trial.model_copy(
+        update={"quantum": trial.quantum.model_copy(update={"n_qubits": 3, "simulator": "aer"})}
+    )
     assert check_paths(matching, "t.yaml") == []
     model = build_model(matching, _build_task())
     options = {m.quantum_options for m in quantum_attention_modules(model).values()}

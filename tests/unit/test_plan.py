@@ -4,9 +4,8 @@ The decisions asserted here are the planner's documented numbers (GiB per GPU, b
 micro-batch x tokens as given), e.g. 70B with zero3 on 8 GPUs needs ~185 GiB per GPU.
 """
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import pytest
 
@@ -18,23 +17,29 @@ SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def _trial(preset, deepspeed, gpus, micro_batch=1, max_tokens=512, quantum=True, **quantum_kwargs) -> TrialConfig:
-    return TrialConfig.model_validate({
-        "model": {"preset": preset},
-        "quantum": {"enabled": quantum, **quantum_kwargs},
-        "deepspeed": {"preset": deepspeed},
-        "resources": {"num_workers": gpus, "use_gpu": True},
-        "train": {"micro_batch_size": micro_batch, "global_batch_size": micro_batch * gpus},
-        "data": {"max_tokens": max_tokens},
-    })
+    return TrialConfig.model_validate(
+        {
+            "model": {"preset": preset},
+            "quantum": {"enabled": quantum, **quantum_kwargs},
+            "deepspeed": {"preset": deepspeed},
+            "resources": {"num_workers": gpus, "use_gpu": True},
+            "train": {"micro_batch_size": micro_batch, "global_batch_size": micro_batch * gpus},
+            "data": {"max_tokens": max_tokens},
+        }
+    )
 
 
 def _study(trial: TrialConfig, **extra) -> StudyConfig:
-    return StudyConfig.model_validate({
-        "name": "planned", "num_samples": 2,
-        "space": {"optimizer.quantum_weight": {"type": "float", "low": 0.0, "high": 1.0}},
-        "baselines": [{"optimizer.quantum_weight": 0.0}],
-        "trial": trial.model_dump(), **extra,
-    })
+    return StudyConfig.model_validate(
+        {
+            "name": "planned",
+            "num_samples": 2,
+            "space": {"optimizer.quantum_weight": {"type": "float", "low": 0.0, "high": 1.0}},
+            "baselines": [{"optimizer.quantum_weight": 0.0}],
+            "trial": trial.model_dump(),
+            **extra,
+        }
+    )
 
 
 @pytest.mark.parametrize(
@@ -124,7 +129,9 @@ def test_zero3_on_one_gpu_is_planned_as_measured(preset, micro_batch, measured_g
     which qstudy now sets only for the circuit response over scope all: planned here as
     that config."""
     trial = _trial(preset, "zero3", 1, micro_batch=micro_batch, n_qubits=4, circuit_depth=2)
-    trial = trial.model_copy(update={"optimizer": trial.optimizer.model_copy(update={"response": "circuit", "scope": "all"})})
+    trial = trial.model_copy(
+        update={"optimizer": trial.optimizer.model_copy(update={"response": "circuit", "scope": "all"})}
+    )
     estimate = estimate_memory(trial)
     assert estimate.optimizer_step_gib * GIB == math.ceil(4 * estimate.params)
     assert 0.99 * measured_gib <= estimate.total_gib <= 1.06 * measured_gib
@@ -135,7 +142,9 @@ def test_more_gpus_less_memory_per_gpu_under_zero3():
     assert totals == sorted(totals, reverse=True) and totals[0] > 2 * totals[-1]
     zero0 = {estimate_memory(_trial("llama-3.2-1b", "zero0", n)).model_states_gib for n in (1, 8)}
     assert len(zero0) == 1  # zero0 partitions nothing
-    zero0, zero1, zero2 = (estimate_memory(_trial("llama-3.2-1b", ds, 8)).model_states_gib for ds in ("zero0", "zero1", "zero2"))
+    zero0, zero1, zero2 = (
+        estimate_memory(_trial("llama-3.2-1b", ds, 8)).model_states_gib for ds in ("zero0", "zero1", "zero2")
+    )
     assert zero0 > zero1 > zero2
 
 
@@ -143,7 +152,9 @@ def test_check_fits_names_the_trial_and_what_to_do():
     study = _study(_trial("llama-3.1-70b", "zero2", 8))
     [line] = check_fits(study, gpus_per_node=8, gpu_memory_gib=80, source="big.yaml")
     assert line.startswith("big.yaml: trial: llama-3.1-70b needs 312.8 GiB per GPU with zero2 on 8 GPUs (")
-    assert line.endswith("more than 80 GiB (90% of it usable): use zero3 or zero3_offload or more GPUs (resources.num_workers)")
+    assert line.endswith(
+        "more than 80 GiB (90% of it usable): use zero3 or zero3_offload or more GPUs (resources.num_workers)"
+    )
     assert check_fits(_study(_trial("llama-3.1-70b", "zero3_offload", 8)), 8, 80) == []
 
 
@@ -155,7 +166,9 @@ def test_check_fits_checks_searched_presets_and_placement():
     study = _study(_trial("llama-3.2-1b", "zero3", 8), space=space, num_samples=4)
     # One line per shape: the baseline leaves model.preset to the space, so it adds none.
     [line] = check_fits(study, 8, 80)
-    assert line.startswith("space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 185.2 GiB per GPU with zero3 on 8 GPUs")
+    assert line.startswith(
+        "space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 185.2 GiB per GPU with zero3 on 8 GPUs"
+    )
     assert "use zero3_offload or more GPUs" in line
     # A baseline that sets a shape key the space leaves alone adds its shapes (x the space's).
     baseline = {"optimizer.quantum_weight": 0.0, "deepspeed.preset": "zero2"}
@@ -212,8 +225,10 @@ def test_check_fits_on_ray_reads_the_cluster(monkeypatch):
     monkeypatch.setattr(ray, "nodes", lambda: gpu_nodes)
     assert check_fits_on_ray(study, "s.yaml", gpu_memory_gib=80) == []
     [line] = check_fits_on_ray(study, "s.yaml", gpu_memory_gib=24)
-    assert line.startswith("s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 37.4 GiB per GPU "
-                           "with zero3_offload on 8 GPUs")
+    assert line.startswith(
+        "s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 37.4 GiB per GPU "
+        "with zero3_offload on 8 GPUs"
+    )
     assert "more than 24 GiB (90% of it usable): use more GPUs" in line
 
 
@@ -225,7 +240,10 @@ def test_host_memory_is_checked_for_offload_presets_only():
     p5 = estimate_memory(offload, gpu_memory_gib=80, cpu_memory_gib=2048)
     assert p5.host_fits is True and p5.fits is True
     # Over two nodes (16 GPUs) each holds half the offloaded states.
-    assert estimate_memory(_trial("llama-3.1-70b", "zero3_offload", 16), gpu_memory_gib=80, cpu_memory_gib=1152).fits is True
+    assert (
+        estimate_memory(_trial("llama-3.1-70b", "zero3_offload", 16), gpu_memory_gib=80, cpu_memory_gib=1152).fits
+        is True
+    )
     not_offloaded = estimate_memory(_trial("llama-3.2-1b", "zero2", 8), gpu_memory_gib=80, cpu_memory_gib=1)
     assert not_offloaded.host_fits is None and not_offloaded.fits is True
     assert estimate_memory(offload, gpu_memory_gib=80).host_fits is None  # host memory not given
@@ -237,8 +255,10 @@ def test_check_fits_names_the_host_memory_problem(monkeypatch, capsys):
     study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
     # The searched 70B trials and the 70B AdamW + SDPA control both outgrow the host.
     searched, control = check_fits(study, 8, 80, nodes=1, source="s.yaml", cpu_memory_gib=1152)
-    assert searched.startswith("s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 1774 GiB of host "
-                               "memory per node with zero3_offload on 8 GPUs")
+    assert searched.startswith(
+        "s.yaml: space (model.preset='llama-3.1-70b'): llama-3.1-70b needs 1774 GiB of host "
+        "memory per node with zero3_offload on 8 GPUs"
+    )
     assert control.startswith("s.yaml: baselines.3: llama-3.1-70b needs 1774 GiB of host memory per node")
     assert "more than the 1152 GiB a node has: spread the trial over more nodes" in searched
     assert check_fits(study, 8, 80, nodes=1, cpu_memory_gib=2048) == []
@@ -253,11 +273,23 @@ def test_check_fits_names_the_host_memory_problem(monkeypatch, capsys):
 # Llama-3.1-8B's published config.json (meta-llama/Llama-3.1-8B on the HF Hub), the
 # architecture keys plus a few a checkpoint carries that change no size.
 LLAMA_31_8B_CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "torch_dtype": "bfloat16",
-    "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-    "num_attention_heads": 32, "num_key_value_heads": 8, "tie_word_embeddings": False,
-    "attention_bias": False, "mlp_bias": False, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5,
-    "rope_theta": 500000.0, "bos_token_id": 128000, "eos_token_id": 128001,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "torch_dtype": "bfloat16",
+    "vocab_size": 128256,
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "tie_word_embeddings": False,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "max_position_embeddings": 131072,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
 }
 
 
@@ -285,8 +317,16 @@ def test_a_checkpoint_is_planned_from_its_config_json(tmp_path):
     assert count_parameters(ModelConfig(path=path)) == expected  # preset left at its default, llama-tiny
     assert count_parameters(ModelConfig()) < 10**7  # what the preset alone would plan
     # A shape no preset has (tied, 6 layers, 2 KV heads): only the file can give it.
-    odd = dict(LLAMA_31_8B_CONFIG, num_hidden_layers=6, num_key_value_heads=2, tie_word_embeddings=True,
-               hidden_size=1024, intermediate_size=2816, vocab_size=50000, num_attention_heads=16)
+    odd = dict(
+        LLAMA_31_8B_CONFIG,
+        num_hidden_layers=6,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        hidden_size=1024,
+        intermediate_size=2816,
+        vocab_size=50000,
+        num_attention_heads=16,
+    )
     odd_path = _checkpoint(tmp_path / "odd", odd)
     assert count_parameters(ModelConfig(path=odd_path)) == _llama_parameters(50000, 1024, 2816, 6, 16, 2, tied=True)
 
@@ -310,9 +350,15 @@ def test_fit_check_reads_the_checkpoint(tmp_path):
     [
         (None, "No such file or directory"),
         ("{not json", "Expecting property name"),
-        ('{"model_type": "mistral", "hidden_size": 8}', "must be a Llama checkpoint (model_type 'llama'), got model_type 'mistral'"),
-        ('{"model_type": "llama", "hidden_size": 4096}', "has no integer vocab_size, intermediate_size, num_hidden_layers, "
-                                                         "num_attention_heads: the model's size is unknown"),
+        (
+            '{"model_type": "mistral", "hidden_size": 8}',
+            "must be a Llama checkpoint (model_type 'llama'), got model_type 'mistral'",
+        ),
+        (
+            '{"model_type": "llama", "hidden_size": 4096}',
+            "has no integer vocab_size, intermediate_size, num_hidden_layers, "
+            "num_attention_heads: the model's size is unknown",
+        ),
     ],
 )
 def test_an_unreadable_checkpoint_config_names_the_path(tmp_path, content, message):
@@ -333,7 +379,9 @@ def test_zero3_step_term_follows_the_sub_group_size():
     from qstudy.plan import _model_sizes, largest_zero3_sub_group
 
     sin = _trial("llama-3.1-8b", "zero3", 1)
-    circuit = sin.model_copy(update={"optimizer": sin.optimizer.model_copy(update={"response": "circuit", "scope": "all"})})
+    circuit = sin.model_copy(
+        update={"optimizer": sin.optimizer.model_copy(update={"response": "circuit", "scope": "all"})}
+    )
     whole = estimate_memory(circuit)
     assert whole.optimizer_step_gib * GIB == math.ceil(4 * whole.params)  # the whole 8B partition, 29.9 GiB
     split = estimate_memory(sin)
@@ -378,10 +426,14 @@ def test_zero3_sub_groups_and_step_memory_as_measured_on_cpu():
 
 
 def test_each_arm_of_a_comparison_is_a_planned_shape():
-    study = StudyConfig.model_validate({
-        "name": "cmp", "arms": {"control": {}, "zero3": {"deepspeed.preset": "zero3"}, "lam": {"optimizer.quantum_weight": 0.1}},
-        "seeds": [0, 1], "trial": _trial("llama-3.1-8b", "zero2", 8).model_dump(),
-    })
+    study = StudyConfig.model_validate(
+        {
+            "name": "cmp",
+            "arms": {"control": {}, "zero3": {"deepspeed.preset": "zero3"}, "lam": {"optimizer.quantum_weight": 0.1}},
+            "seeds": [0, 1],
+            "trial": _trial("llama-3.1-8b", "zero2", 8).model_dump(),
+        }
+    )
     rows = plan_study(study, gpus_per_node=8, gpu_memory_gib=80, nodes=1)
     # control and lam have the fixed trial's shape: one row for both.
     assert [(row.where, row.trial.deepspeed.preset) for row in rows] == [("trial", "zero2"), ("arms.zero3", "zero3")]

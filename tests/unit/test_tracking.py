@@ -65,7 +65,9 @@ def test_parent_and_two_trial_runs(new_tracker, tmp_path):
         {"study.yaml": "study:\n  num_samples: 2\n", "space.json": json.dumps({"optimizer.lr": "loguniform"})},
     )
     for trial_id, lr in (("t0", 1e-3), ("t1", 3e-3)):
-        tracker.start_trial(trial_id, {**SEARCHED, "optimizer.lr": lr}, {**CONFIG, "optimizer": {"lr": lr, "quantum_weight": 0.5}})
+        tracker.start_trial(
+            trial_id, {**SEARCHED, "optimizer.lr": lr}, {**CONFIG, "optimizer": {"lr": lr, "quantum_weight": 0.5}}
+        )
         tracker.log_metrics(trial_id, {"train_loss": 2.0, "tokens_per_s": 123.0}, step=1)
         tracker.end_trial(trial_id, "completed")
 
@@ -74,9 +76,9 @@ def test_parent_and_two_trial_runs(new_tracker, tmp_path):
     assert parent.info.run_name == "paper"
     assert parent.data.tags["qstudy.role"] == "study" and parent.data.tags["qstudy.study"] == "paper"
     assert parent.data.params == {"study.num_samples": "2", "study.sampler": "tpe", "search.metric": "eval_loss"}
-    assert client.download_artifacts(parent_id, "study.yaml", str(tmp_path)) and (tmp_path / "study.yaml").read_text() == (
-        "study:\n  num_samples: 2\n"
-    )
+    assert client.download_artifacts(parent_id, "study.yaml", str(tmp_path)) and (
+        tmp_path / "study.yaml"
+    ).read_text() == ("study:\n  num_samples: 2\n")
     assert json.loads(Path(client.download_artifacts(parent_id, "space.json", str(tmp_path))).read_text()) == {
         "optimizer.lr": "loguniform"
     }
@@ -96,7 +98,9 @@ def test_parent_and_two_trial_runs(new_tracker, tmp_path):
     assert params["quantum.enabled"] == "True" and params["seed"] == "0"
     assert not {"lr", "quantum_weight", "n_qubits", "circuit_depth"} & set(params)  # no short second names
     assert child.data.metrics == {"train_loss": 2.0, "timing/tokens_per_s": 123.0}
-    saved = json.loads(Path(client.download_artifacts(runs["t1"]["run_id"], "trial_config.json", str(tmp_path))).read_text())
+    saved = json.loads(
+        Path(client.download_artifacts(runs["t1"]["run_id"], "trial_config.json", str(tmp_path))).read_text()
+    )
     assert saved["optimizer"] == {"lr": 3e-3, "quantum_weight": 0.5}
 
 
@@ -107,8 +111,14 @@ def test_each_setting_is_one_param_under_its_dotted_name(new_tracker):
     searched = {"quantum.n_qubits": 4, "optimizer.n_qubits": 2, "optimizer.lr": 0.1, "train.seed": 7, "data.extra": 1}
     tracker.start_trial("t0", searched, config)
     params = tracker.trial_runs()["t0"]["params"]
-    assert params == {"seed": "0", "quantum.n_qubits": "4", "optimizer.n_qubits": "2", "optimizer.lr": "0.1",
-                      "train.seed": "7", "data.extra": "1"}  # a searched key the config lacks is logged too
+    assert params == {
+        "seed": "0",
+        "quantum.n_qubits": "4",
+        "optimizer.n_qubits": "2",
+        "optimizer.lr": "0.1",
+        "train.seed": "7",
+        "data.extra": "1",
+    }  # a searched key the config lacks is logged too
 
 
 def test_resume_reuses_parent_and_trial_runs(new_tracker):
@@ -228,7 +238,13 @@ def test_close_orphans_kills_running_trials_except_kept(new_tracker):
 
 @pytest.mark.parametrize(
     ("status", "run_status"),
-    [("completed", "FINISHED"), ("pruned", "FINISHED"), ("diverged", "FINISHED"), ("failed", "FAILED"), ("killed", "KILLED")],
+    [
+        ("completed", "FINISHED"),
+        ("pruned", "FINISHED"),
+        ("diverged", "FINISHED"),
+        ("failed", "FAILED"),
+        ("killed", "KILLED"),
+    ],
 )
 def test_end_trial_status_maps_to_mlflow_status(new_tracker, status, run_status):
     tracker = new_tracker()
@@ -254,7 +270,9 @@ def test_bad_calls_name_the_problem(new_tracker):
         tracker.end_trial("t0", "done")
     with pytest.raises(TrackingError, match=r"status must be one of \['FINISHED', 'FAILED', 'KILLED'\], got 'ok'"):
         tracker.finish_study(None, "", status="ok")
-    with pytest.raises(TrackingError, match=r"best must have keys trial_id, metric, value .*got keys \['eval_loss', 'trial'\]"):
+    with pytest.raises(
+        TrackingError, match=r"best must have keys trial_id, metric, value .*got keys \['eval_loss', 'trial'\]"
+    ):
         tracker.finish_study({"trial": "t0", "eval_loss": 0.5}, "")
 
 
@@ -264,7 +282,13 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
     for trial_id in ("t0", "t1"):
         tracker.start_trial(trial_id, SEARCHED, CONFIG)
         tracker.end_trial(trial_id, "completed")
-    best = {"trial_id": "t1", "metric": "eval_loss", "value": 0.25, "params": {"lr": 3e-3}, "metrics": {"accuracy": 0.5}}
+    best = {
+        "trial_id": "t1",
+        "metric": "eval_loss",
+        "value": 0.25,
+        "params": {"lr": 3e-3},
+        "metrics": {"accuracy": 0.5},
+    }
     tracker.finish_study(best, "trial  eval_loss\nt1     0.25\n")
 
     parent = tracker.client.get_run(parent_id)
@@ -272,7 +296,11 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
     assert parent.data.metrics == {"best_eval_loss": 0.25, "best_accuracy": 0.5}
     assert "mlflow.note.content" not in parent.data.tags  # no description given: none set
     tags = parent.data.tags
-    assert (tags["qstudy.best_trial_id"], tags["qstudy.best_metric"], tags["qstudy.best.lr"]) == ("t1", "eval_loss", "0.003")
+    assert (tags["qstudy.best_trial_id"], tags["qstudy.best_metric"], tags["qstudy.best.lr"]) == (
+        "t1",
+        "eval_loss",
+        "0.003",
+    )
     assert tags["qstudy.best_run_id"] == tracker.trial_runs()["t1"]["run_id"]
     summary = Path(tracker.client.download_artifacts(parent_id, "summary.txt", str(tmp_path))).read_text()
     assert summary == "trial  eval_loss\nt1     0.25\n"
@@ -285,9 +313,16 @@ def test_the_report_section_follows_the_sweeps_description_and_outlives_a_resume
     note = lambda: tracker.client.get_run(parent_id).data.tags["mlflow.note.content"]  # noqa: E731
 
     tracker.set_report_description("first report")
-    assert note() == "## Study `paper`\n\n| trial | loss |\n|---|---|\n| t0 | 0.5 |\n\n## The report (`qstudy report`)\n\nfirst report"
+    assert (
+        note()
+        == "## Study `paper`\n\n| trial | loss |\n|---|---|\n| t0 | 0.5 |\n\n## The report (`qstudy report`)\n\nfirst report"
+    )
     tracker.set_report_description("second report")
-    assert note().count("## The report") == 1 and note().endswith("second report") and note().startswith("## Study `paper`")
+    assert (
+        note().count("## The report") == 1
+        and note().endswith("second report")
+        and note().startswith("## Study `paper`")
+    )
 
     tracker.finish_study(None, "", description="## Study `paper`, resumed")  # a resumed sweep keeps the report
     assert note() == "## Study `paper`, resumed\n\n## The report (`qstudy report`)\n\nsecond report"
@@ -331,7 +366,9 @@ def test_absolute_tracking_uri(uri, expected):
 def test_absolute_tracking_uri_defaults_to_cwd_and_refuses_empty(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_tracking_uri("sqlite:///mlruns.db") == f"sqlite:///{tmp_path}/mlruns.db"
-    with pytest.raises(TrackingError, match="tracking URI must name a store, e.g. sqlite:///mlruns.db, got an empty string"):
+    with pytest.raises(
+        TrackingError, match="tracking URI must name a store, e.g. sqlite:///mlruns.db, got an empty string"
+    ):
         absolute_tracking_uri("")
 
 
@@ -429,28 +466,45 @@ def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
     tracker.start_study({}, {})
     seen = []
     callback = TrackingCallback(tracker, lambda values: (seen.append(values), {**CONFIG, **values})[1])
-    config = {TRIAL_ID_KEY: "trial_0004", OVERRIDES_KEY: ["seed"], ARM_KEY: "top_1", PHASE_KEY: "confirm",
-              "seed": 101, "qstudy": {}}
+    config = {
+        TRIAL_ID_KEY: "trial_0004",
+        OVERRIDES_KEY: ["seed"],
+        ARM_KEY: "top_1",
+        PHASE_KEY: "confirm",
+        "seed": 101,
+        "qstudy": {},
+    }
     callback.on_trial_start(0, [], SimpleNamespace(config=config, trial_id="x"))
     assert seen == [{"seed": 101}]
     run = tracker.client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
     assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
-        "top_1", "top_1", "confirm")
+        "top_1",
+        "top_1",
+        "confirm",
+    )
     assert "phase" not in run.data.params
 
 
 @pytest.mark.parametrize(
     "key, name",
     [
-        ("eval_loss", "eval_loss"), ("train_loss", "train_loss"), ("mean_train_loss", "mean_train_loss"),
-        ("lr", "lr"), ("initial_eval_loss", "initial_eval_loss"), ("perturbation_to_adam_ratio", "perturbation_to_adam_ratio"),
-        ("step_time_s", "timing/step_time_s"), ("tokens_per_s", "timing/tokens_per_s"),
-        ("train_time_s", "timing/train_time_s"), ("startup_imports_s", "timing/startup_imports_s"),
+        ("eval_loss", "eval_loss"),
+        ("train_loss", "train_loss"),
+        ("mean_train_loss", "mean_train_loss"),
+        ("lr", "lr"),
+        ("initial_eval_loss", "initial_eval_loss"),
+        ("perturbation_to_adam_ratio", "perturbation_to_adam_ratio"),
+        ("step_time_s", "timing/step_time_s"),
+        ("tokens_per_s", "timing/tokens_per_s"),
+        ("train_time_s", "timing/train_time_s"),
+        ("startup_imports_s", "timing/startup_imports_s"),
         ("optimizer_time_share", "timing/optimizer_time_share"),
         ("quantum_attention_forward_time_share", "timing/quantum_attention_forward_time_share"),
         ("gpu_max_memory_allocated_gib", "system/gpu_max_memory_allocated_gib"),
-        ("resumed_from_step", "trial/resumed_from_step"), ("model_parameters", "trial/model_parameters"),
-        ("aer_parity", "trial/aer_parity"), ("timing/control/step_s", "timing/control/step_s"),
+        ("resumed_from_step", "trial/resumed_from_step"),
+        ("model_parameters", "trial/model_parameters"),
+        ("aer_parity", "trial/aer_parity"),
+        ("timing/control/step_s", "timing/control/step_s"),
     ],
 )
 def test_mlflow_metric_names_group_cost_figures(key, name):
@@ -474,7 +528,9 @@ def test_experiment_is_model_development_and_shares_the_study_view(store):
     client.create_experiment("picked", tags={"mlflow.experimentKind": "genai_development"})
     tracker = StudyTracker(store, "older", "paper", objective="eval_loss")
     assert tracker.experiment_id == old
-    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's guess replaced
+    assert (
+        client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    )  # the UI's guess replaced
     StudyTracker(store, "picked", "paper")
     assert client.get_experiment_by_name("picked").tags["mlflow.experimentKind"] == "genai_development"  # a choice kept
     fresh = StudyTracker(store, "fresh", "paper")
@@ -509,12 +565,15 @@ def test_ui_links_point_at_the_ui_and_the_trials(store):
     base = ui_base_url(store, port=5055)
     assert base == "http://127.0.0.1:5055" and ui_base_url("http://head:5000/") == "http://head:5000"
     links = tracker.ui_links(base, key)
-    assert links["runs"] == f"{base}/#/experiments/{eid}/runs?workflowType=machine_learning&viewStateShareKey=qstudy-paper"
+    assert (
+        links["runs"] == f"{base}/#/experiments/{eid}/runs?workflowType=machine_learning&viewStateShareKey=qstudy-paper"
+    )
     assert links["study"] == f"{base}/#/experiments/{eid}/runs/{parent_id}?workflowType=machine_learning"
     # t1 logged no objective: the compare view would drop the objective for every run.
     ids = "%2C".join(f"%22{runs[t]['run_id']}%22" for t in ("t0", "t2"))
-    assert links["compare"] == (f"{base}/#/compare-runs?runs=%5B{ids}%5D&experiments=%5B%22{eid}%22%5D"
-                                "&workflowType=machine_learning")
+    assert links["compare"] == (
+        f"{base}/#/compare-runs?runs=%5B{ids}%5D&experiments=%5B%22{eid}%22%5D&workflowType=machine_learning"
+    )
     # Read back without writing, as `qstudy ui` does: the same links.
     assert study_links(store, "links", "paper", base) == {"ui": base, **links}
     assert study_links(store, "no-such-experiment", "paper", base) == {"ui": base}
@@ -528,8 +587,11 @@ def test_the_readmes_filters_find_trials_by_their_dotted_params(store):
     tracker = StudyTracker(store, "filters", "smoke", objective="eval_loss")
     tracker.start_study({}, {})
     for trial_id, weight in (("trial_0000", 0.0), ("trial_0001", 0.5)):
-        tracker.start_trial(trial_id, {"optimizer.quantum_weight": weight},
-                            {**CONFIG, "optimizer": {"lr": 3e-3, "quantum_weight": weight}})
+        tracker.start_trial(
+            trial_id,
+            {"optimizer.quantum_weight": weight},
+            {**CONFIG, "optimizer": {"lr": 3e-3, "quantum_weight": weight}},
+        )
         tracker.log_metrics(trial_id, {"eval_loss": 1 + weight, "step_time_s": 0.1}, step=1)
     found = tracker.client.search_runs(
         [tracker.experiment_id],
@@ -539,7 +601,7 @@ def test_the_readmes_filters_find_trials_by_their_dotted_params(store):
     found = tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" != '0.5'")
     assert [r.data.tags["qstudy.trial_id"] for r in found] == ["trial_0000"]
     with pytest.raises(MlflowException, match="Expected a quoted string value for parameter"):
-        tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" > 0.3")
+        tracker.client.search_runs([tracker.experiment_id], 'params."optimizer.quantum_weight" > 0.3')
     with pytest.raises(MlflowException, match="Invalid comparator '>'"):
         tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" > '0.3'")
     mlflow.set_tracking_uri(tracker.tracking_uri)

@@ -38,9 +38,15 @@ def test_a_comparison_derives_num_samples_and_runs_seeds_major_control_first(tmp
     assert study.is_comparison and study.space == {} and study.baselines == []
     assert study.num_samples == 9  # 3 arms x 3 seeds
     assert [(arm, seed) for arm, seed, _ in study.comparison_trials()] == [
-        ("control", 3), ("sgd", 3), ("sgd_all", 3),
-        ("control", 1), ("sgd", 1), ("sgd_all", 1),
-        ("control", 2), ("sgd", 2), ("sgd_all", 2),
+        ("control", 3),
+        ("sgd", 3),
+        ("sgd_all", 3),
+        ("control", 1),
+        ("sgd", 1),
+        ("sgd_all", 1),
+        ("control", 2),
+        ("sgd", 2),
+        ("sgd_all", 2),
     ]
     overrides = {(arm, seed): values for arm, seed, values in study.comparison_trials()}
     assert overrides["control", 1] == {"seed": 1}
@@ -50,16 +56,23 @@ def test_a_comparison_derives_num_samples_and_runs_seeds_major_control_first(tmp
 
 
 def test_control_is_run_first_wherever_the_file_names_it(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         arms:
           sgd: {optimizer.quantum_weight: 0.5}
           control: {}
         seeds: [0, 1]
         trial: {optimizer: {quantum_weight: 0.0}}
-        """)
+        """,
+    )
     study = load_study_config(path)
     assert [(arm, seed) for arm, seed, _ in study.comparison_trials()] == [
-        ("control", 0), ("sgd", 0), ("control", 1), ("sgd", 1)]
+        ("control", 0),
+        ("sgd", 0),
+        ("control", 1),
+        ("sgd", 1),
+    ]
 
 
 def test_a_given_num_samples_must_equal_arms_times_seeds(tmp_path):
@@ -74,7 +87,9 @@ def test_a_given_num_samples_must_equal_arms_times_seeds(tmp_path):
 
 
 def test_every_problem_of_arms_and_seeds_in_one_pass(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         space:
           optimizer.lr: {type: float, low: 0.001, high: 0.01}
         baselines:
@@ -91,7 +106,8 @@ def test_every_problem_of_arms_and_seeds_in_one_pass(tmp_path):
         trial:
           optimizer: {quantum_weight: 0.0}
           train: {max_steps: 20, global_batch_size: 8, micro_batch_size: 4}
-        """)
+        """,
+    )
     assert _problems(path) == [
         f"{path}: space: a comparison study (arms) runs fixed trials and searches nothing: put the settings to "
         "compare into arms, got space optimizer.lr",
@@ -124,7 +140,10 @@ def test_arms_need_seeds_and_seeds_need_arms(tmp_path):
     assert _problems(path) == [
         f"{path}: seeds: a comparison study needs at least one seed, e.g. [0, 1, 2], got []",
     ]
-    path = _write(tmp_path, "num_samples: 2\nseeds: [0, 1]\nspace: {optimizer.lr: {type: float, low: 0.001, high: 0.01}}\ntrial: {}\n")
+    path = _write(
+        tmp_path,
+        "num_samples: 2\nseeds: [0, 1]\nspace: {optimizer.lr: {type: float, low: 0.001, high: 0.01}}\ntrial: {}\n",
+    )
     assert _problems(path) == [
         f"{path}: seeds: only used with arms (a comparison study); a search study sets trial.seed or searches seed, "
         "got [0, 1]",
@@ -143,7 +162,9 @@ def test_empty_arms_are_refused(tmp_path):
 
 def test_an_arm_that_changes_nothing_is_refused(tmp_path):
     # The trial's λ is already 0.5 (the default): this arm's override is the control's value.
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         arms:
           control: {}
           same: {optimizer.quantum_weight: 0.5}
@@ -151,7 +172,8 @@ def test_an_arm_that_changes_nothing_is_refused(tmp_path):
           lam_again: {optimizer.quantum_weight: 0.1}
         seeds: [0]
         trial: {optimizer: {quantum_weight: 0.5}}
-        """)
+        """,
+    )
     assert _problems(path) == [
         f"{path}: arms.same: runs the same trial config as arms.control: it would measure nothing the other does "
         "not, got {'optimizer.quantum_weight': 0.5}",
@@ -161,12 +183,15 @@ def test_an_arm_that_changes_nothing_is_refused(tmp_path):
 
 
 def test_arms_of_the_wrong_type_leave_the_other_checks_running(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         arms: [control, sgd]
         seeds: [0, 0]
         max_concurrent: 0
         trial: {model: {preset: llama-9b}}
-        """)
+        """,
+    )
     problems = _problems(path)
     assert problems[0] == f"{path}: max_concurrent: input should be greater than or equal to 1, got 0"
     assert problems[1] == f"{path}: arms: input should be a valid dictionary, got ['control', 'sgd']"
@@ -177,8 +202,13 @@ def test_arms_of_the_wrong_type_leave_the_other_checks_running(tmp_path):
 
 
 def test_a_comparison_study_validates_from_a_mapping_too():
-    study = StudyConfig.model_validate({
-        "name": "cmp", "arms": {"control": {}, "adamw_sdpa": {"quantum.enabled": False}}, "seeds": [0, 1], "trial": {},
-    })
+    study = StudyConfig.model_validate(
+        {
+            "name": "cmp",
+            "arms": {"control": {}, "adamw_sdpa": {"quantum.enabled": False}},
+            "seeds": [0, 1],
+            "trial": {},
+        }
+    )
     assert study.num_samples == 4
     assert [arm for arm, _, _ in study.comparison_trials()] == ["control", "adamw_sdpa"] * 2

@@ -19,7 +19,11 @@ trial:
 
 
 def test_claims_and_gaps_load(tmp_path):
-    study = load_study_config(_write(tmp_path, COMPARISON + """
+    study = load_study_config(
+        _write(
+            tmp_path,
+            COMPARISON
+            + """
 claims:
   - {text: "4.6 vs 7.4 epochs", measure: epochs_to_target, metric: eval_accuracy, target: 0.9, arm: sgd,
      paper: 4.6, paper_control: 7.4}
@@ -27,7 +31,9 @@ claims:
   - {text: "sgd is best", measure: best_arm, metric: eval_accuracy, arm: sgd, among: [sgd, sgd_all]}
 paper_gaps:
   - {topic: the task, paper: not specified, qstudy: motifs}
-"""))
+""",
+        )
+    )
     epochs, time, best = study.claims
     assert epochs.claimed_change() == pytest.approx(4.6 / 7.4 - 1)
     assert (time.claimed_change(), best.claimed_change(), epochs.control) == (0.35, None, "control")
@@ -35,14 +41,18 @@ paper_gaps:
 
 
 def test_every_claim_problem_in_one_pass(tmp_path):
-    path = _write(tmp_path, COMPARISON + """
+    path = _write(
+        tmp_path,
+        COMPARISON
+        + """
 claims:
   - {text: a, measure: epochs_to_target, metric: eval_accuracy, arm: sgd, paper: 1, paper_control: 2}
   - {text: b, measure: final, metric: accuracy, arm: lam, control: sgd, target: 0.9}
   - {text: c, measure: time_per_step, metric: eval_loss, arm: sgd, paper_change: 0.3}
   - {text: d, measure: best_arm, metric: eval_accuracy, arm: control, among: [sgd]}
   - {text: e, measure: speed, arm: sgd}
-""")
+""",
+    )
     problems = _problems(path)
     assert problems == [
         f"{path}: claims.0.target: measure epochs_to_target needs the value the metric must reach, e.g. 0.9",
@@ -61,20 +71,29 @@ claims:
 
 
 def test_claims_need_a_comparison_and_epochs_need_an_epoch_length(tmp_path):
-    search = _write(tmp_path, """
+    search = _write(
+        tmp_path,
+        """
 space: {optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}}
 num_samples: 2
 claims:
   - {text: a, measure: final, metric: eval_loss, arm: sgd, paper: 1, paper_control: 2}
 trial: {}
-""")
+""",
+    )
     assert _problems(search) == [
         f"{search}: claims: claims compare arms: only a comparison study (arms: and seeds:) can carry them, "
-        "got 1 claim(s) and no arms"]
-    no_length = _write(tmp_path, COMPARISON.replace(", train_examples: 64", "") + """
+        "got 1 claim(s) and no arms"
+    ]
+    no_length = _write(
+        tmp_path,
+        COMPARISON.replace(", train_examples: 64", "")
+        + """
 claims:
   - {text: a, measure: epochs_to_target, metric: eval_accuracy, target: 0.9, arm: sgd, paper: 4.6, paper_control: 7.4}
-""")
+""",
+    )
     assert _problems(no_length) == [
         f"{no_length}: claims.0.measure: epochs_to_target needs trial.data.train_examples (the epoch length), got "
-        "none: use steps_to_target"]
+        "none: use steps_to_target"
+    ]

@@ -43,7 +43,9 @@ def test_top_k_defaults_to_one_and_seeds_are_required(tmp_path):
 
 
 def test_every_problem_of_confirm_in_one_pass(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         num_samples: 4
         space:
           optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}
@@ -53,7 +55,8 @@ def test_every_problem_of_confirm_in_one_pass(tmp_path):
           - {optimizer.quantum_weight: 0.0, seed: 42}
         confirm: {top_k: 3, seeds: [42, 15, -1, 0, 0, 7], typo: 1}
         trial: {seed: 0, optimizer: {quantum_weight: 0.0}}
-        """)
+        """,
+    )
     fresh = "must be a seed no search trial ran with (the top configurations were picked on those seeds), got"
     assert _problems(path) == [
         f"{path}: confirm.typo: unknown key; allowed keys here: top_k, seeds",
@@ -70,8 +73,11 @@ def test_every_problem_of_confirm_in_one_pass(tmp_path):
 
 
 def test_a_seed_among_a_searched_seeds_choices_is_not_fresh(tmp_path):
-    path = _write(tmp_path, SEARCH.replace("space:\n", "space:\n  seed: {type: categorical, choices: [3, 5]}\n")
-                  + "confirm: {seeds: [5, 4]}\n")
+    path = _write(
+        tmp_path,
+        SEARCH.replace("space:\n", "space:\n  seed: {type: categorical, choices: [3, 5]}\n")
+        + "confirm: {seeds: [5, 4]}\n",
+    )
     assert _problems(path) == [
         f"{path}: confirm.seeds.0: must be a seed no search trial ran with (the top configurations were picked on "
         "those seeds), got 5: space.seed searches choices [3, 5]",
@@ -79,13 +85,16 @@ def test_a_seed_among_a_searched_seeds_choices_is_not_fresh(tmp_path):
 
 
 def test_confirm_needs_a_control_a_seed_and_a_top_k_of_at_least_one(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         num_samples: 3
         space:
           optimizer.quantum_weight: {type: float, low: 0.0, high: 1.0}
         confirm: {top_k: 0, seeds: []}
         trial: {}
-        """)
+        """,
+    )
     assert _problems(path) == [
         f"{path}: confirm.top_k: input should be greater than or equal to 1, got 0",
         f"{path}: confirm.seeds: needs at least one fresh seed, e.g. [101, 102, 103], got []",
@@ -95,14 +104,17 @@ def test_confirm_needs_a_control_a_seed_and_a_top_k_of_at_least_one(tmp_path):
 
 
 def test_a_comparison_study_cannot_confirm(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         arms:
           control: {}
           sgd: {optimizer.quantum_weight: 0.5}
         seeds: [0, 1]
         confirm: {top_k: 1, seeds: [5]}
         trial: {optimizer: {quantum_weight: 0.0}}
-        """)
+        """,
+    )
     assert _problems(path) == [
         f"{path}: confirm: only for a search study: a comparison study (arms) already runs every arm on each of its "
         "seeds and calls no trial best, got confirm with arms control, sgd",

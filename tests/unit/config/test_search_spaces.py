@@ -124,9 +124,20 @@ def test_the_scaling_search_confirms_its_top_3():
 @pytest.mark.parametrize(
     "name, arms, seeds",
     [
-        ("paper_text_classification.yaml",
-         ["control", "attention", "lambda_0.1", "lambda_0.3", "lambda_0.5", "lambda_0.7", "lambda_0.5_all",
-          "gaussian_0.5_all"], [0, 1, 2, 3, 4]),
+        (
+            "paper_text_classification.yaml",
+            [
+                "control",
+                "attention",
+                "lambda_0.1",
+                "lambda_0.3",
+                "lambda_0.5",
+                "lambda_0.7",
+                "lambda_0.5_all",
+                "gaussian_0.5_all",
+            ],
+            [0, 1, 2, 3, 4],
+        ),
         ("ablation_response.yaml", ["control", "attention", "sin", "circuit", "gaussian"], [0, 1, 2]),
     ],
 )

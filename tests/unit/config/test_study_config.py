@@ -165,14 +165,26 @@ def test_every_problem_at_once(tmp_path):
         """,
     )
     lines = _problems(path)
-    assert f"{path}: sampler.type: input should be 'tpe', 'gp', 'cmaes', 'random', 'grid' or 'qmc', got 'bayes'" in lines
+    assert (
+        f"{path}: sampler.type: input should be 'tpe', 'gp', 'cmaes', 'random', 'grid' or 'qmc', got 'bayes'" in lines
+    )
     assert f"{path}: space.optimizer.lr.high: must be >= low, got low=0.1, high=0.01" in lines
     assert any(line.startswith(f"{path}: trial.optimizer.lr: input should be a valid number") for line in lines)
-    assert any(line.startswith(f"{path}: space.optimizer.quantum_wieght: unknown trial setting; allowed under optimizer: lr, betas,") for line in lines)
-    assert f"{path}: num_samples: must be >= the number of baselines (2), which run first and count as trials, got 1" in lines
+    assert any(
+        line.startswith(
+            f"{path}: space.optimizer.quantum_wieght: unknown trial setting; allowed under optimizer: lr, betas,"
+        )
+        for line in lines
+    )
+    assert (
+        f"{path}: num_samples: must be >= the number of baselines (2), which run first and count as trials, got 1"
+        in lines
+    )
     assert f"{path}: max_concurrent: must be <= num_samples (1), got 3" in lines
     # The baselines are checked against the trial as far as it validated (trial.optimizer.lr failed).
-    assert f"{path}: baselines.1.optimizer.quantum_weight: input should be greater than or equal to 0, got -0.5" in lines
+    assert (
+        f"{path}: baselines.1.optimizer.quantum_weight: input should be greater than or equal to 0, got -0.5" in lines
+    )
     assert len(lines) == 7, lines
 
 
@@ -295,7 +307,9 @@ def test_grid_size_bounds_num_samples(tmp_path):
     )
     assert _problems(path) == [f"{path}: baselines.0.seed: must be one of the space's choices [0, 1], got 5"]
     path.write_text(path.read_text().replace("seed: 5", "seed: 1").replace("num_samples: 4", "num_samples: 8"))
-    assert _problems(path) == [f"{path}: num_samples: sampler.type grid has 6 points + 1 baselines = 7 trials at most, got 8"]
+    assert _problems(path) == [
+        f"{path}: num_samples: sampler.type grid has 6 points + 1 baselines = 7 trials at most, got 8"
+    ]
     path.write_text(path.read_text().replace("num_samples: 8", "num_samples: 7"))
     study = load_study_config(path)
     assert study.grid_size() == 6
@@ -343,7 +357,9 @@ def test_baseline_problems(tmp_path):
         ),
     )
     lines = _problems(path)
-    assert lines[0].startswith(f"{path}: baselines.0.optimizer.quantum_wieght: unknown trial setting; allowed under optimizer: lr,")
+    assert lines[0].startswith(
+        f"{path}: baselines.0.optimizer.quantum_wieght: unknown trial setting; allowed under optimizer: lr,"
+    )
     assert lines[1:] == [
         f"{path}: baselines.1.optimizer.quantum_weight: input should be greater than or equal to 0, got -0.5",
         f"{path}: baselines.1.train.max_steps: input should be greater than or equal to 1, got 0",
@@ -422,7 +438,9 @@ def test_apply_overrides_sets_dotted_values_on_a_copy():
 
 
 def test_apply_overrides_names_the_key():
-    with pytest.raises(ValueError, match=r"^optimizer\.quantum_wieght: unknown trial setting; allowed under optimizer: lr,"):
+    with pytest.raises(
+        ValueError, match=r"^optimizer\.quantum_wieght: unknown trial setting; allowed under optimizer: lr,"
+    ):
         apply_overrides(TrialConfig(), {"optimizer.quantum_wieght": 0.0})
     with pytest.raises(ValueError) as err:
         apply_overrides(TrialConfig(), {"optimizer.quantum_weight": -1})

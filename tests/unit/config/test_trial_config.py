@@ -36,9 +36,15 @@ def test_every_problem_is_listed_with_file_key_and_value(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_trial_config(path)
     lines = err.value.problems
-    assert f"{path}: model.preset: input should be 'llama-tiny', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3.1-8b' or 'llama-3.1-70b', got 'llama-9b'" in lines
+    assert (
+        f"{path}: model.preset: input should be 'llama-tiny', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3.1-8b' or 'llama-3.1-70b', got 'llama-9b'"
+        in lines
+    )
     assert f"{path}: model.colour: unknown key; allowed keys here: preset, path, num_hidden_layers, dtype" in lines
-    assert any(line.startswith(f"{path}: deepspeed.preset: input should be 'zero0'") and line.endswith("got 'zero4'") for line in lines)
+    assert any(
+        line.startswith(f"{path}: deepspeed.preset: input should be 'zero0'") and line.endswith("got 'zero4'")
+        for line in lines
+    )
     assert f"{path}: optimizer.quantum_weight: input should be greater than or equal to 0, got -1" in lines
     assert any(line.startswith(f"{path}: optimizer.lr: input should be a valid number") for line in lines)
     assert len(lines) == 5

@@ -34,7 +34,9 @@ def test_final_answer(text, expected):
     assert final_answer(text) == expected
 
 
-@pytest.mark.parametrize("pred", ["1,000", "1000.0", "$1000", "1000", "#### 1,000.00", "so she pays $1,000.", 1000, 1000.0])
+@pytest.mark.parametrize(
+    "pred", ["1,000", "1000.0", "$1000", "1000", "#### 1,000.00", "so she pays $1,000.", 1000, 1000.0]
+)
 def test_formats_of_one_thousand_match(pred):
     assert answers_match(pred, "1000")
     assert answers_match(pred, 1000)

@@ -70,7 +70,10 @@ def test_eval_split_does_not_depend_on_n_train():
         ({"num_classes": 7, "motif_tokens": 3}, r"num_classes must be in \[2, motif_tokens!=6\], got num_classes=7"),
         ({"seq_tokens": 2, "motif_tokens": 3}, r"seq_tokens must be >= motif_tokens=3, got seq_tokens=2"),
         ({"n_train": 0}, r"n_train must be a positive integer, got n_train=0"),
-        ({"vocab_size": 3, "motif_tokens": 2, "num_classes": 2, "seq_tokens": 40, "n_train": 8, "n_eval": 8}, r"vocab_size=3 is too small for seq_tokens=40"),
+        (
+            {"vocab_size": 3, "motif_tokens": 2, "num_classes": 2, "seq_tokens": 40, "n_train": 8, "n_eval": 8},
+            r"vocab_size=3 is too small for seq_tokens=40",
+        ),
     ],
 )
 def test_bad_settings_are_refused(kwargs, message):

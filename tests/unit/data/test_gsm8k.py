@@ -67,7 +67,10 @@ def test_empty_file_is_refused(tmp_path):
         ('{"answer": "#### 1"}', r"missing 'question' \(keys found: \['answer'\]\)"),
         ('{"q": "Q", "a": "#### 1"}', r"missing 'question' and 'answer'"),
         ('{"question": "Q", "answer": 7}', "'answer' must be a string, got int"),
-        ('{"question": "Q", "answer": "so it is 5"}', r"answer has no final '#### <number>' line \(it ends with 'so it is 5'\)"),
+        (
+            '{"question": "Q", "answer": "so it is 5"}',
+            r"answer has no final '#### <number>' line \(it ends with 'so it is 5'\)",
+        ),
         ('{"question": "Q", "answer": "#### five"}', "answer has no final '#### <number>' line"),
     ],
 )
@@ -120,7 +123,10 @@ def _save_to_disk(directory, rows_per_shard, split="train"):
     }
     (directory / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
     info = {
-        "features": {"question": {"dtype": "string", "_type": "Value"}, "answer": {"dtype": "string", "_type": "Value"}},
+        "features": {
+            "question": {"dtype": "string", "_type": "Value"},
+            "answer": {"dtype": "string", "_type": "Value"},
+        },
         "splits": {split: {"name": split, "num_examples": sum(map(len, rows_per_shard))}},
     }
     (directory / "dataset_info.json").write_text(json.dumps(info))
@@ -143,7 +149,9 @@ def test_reads_a_split_of_a_saved_dataset_dict(tmp_path):
     _save_to_disk(tmp_path / "dd" / "test", [_rows(test)], split="test")
     (tmp_path / "dd" / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "test"]}))
     assert load_gsm8k(tmp_path / "dd", split="test") == test
-    with pytest.raises(DataError, match=r"saved DatasetDict with splits \['train', 'test'\]: pass split= one of them, got split=None"):
+    with pytest.raises(
+        DataError, match=r"saved DatasetDict with splits \['train', 'test'\]: pass split= one of them, got split=None"
+    ):
         load_gsm8k(tmp_path / "dd")
 
 
@@ -152,17 +160,24 @@ def test_saved_dataset_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="is a directory but not a saved HF dataset: expected state.json"):
         load_gsm8k(tmp_path / "plain")
 
-    directory = _save_to_disk(tmp_path / "bad", [[{"question": "Q", "answer": "no number"}, _rows([GSM8KExample("Q", "#### 1")])[0]]])
+    directory = _save_to_disk(
+        tmp_path / "bad", [[{"question": "Q", "answer": "no number"}, _rows([GSM8KExample("Q", "#### 1")])[0]]]
+    )
     with pytest.raises(DataError, match=r"data-00000-of-00001\.arrow: row 0: answer has no final '#### <number>' line"):
         load_gsm8k(directory)
 
     directory = tmp_path / "cols"
     directory.mkdir()
     table = pa.table({"question": ["Q"], "solution": ["#### 1"]})
-    with pa.OSFile(str(directory / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+    with (
+        pa.OSFile(str(directory / "data-00000-of-00001.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema) as writer,
+    ):
         writer.write_table(table)
     (directory / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
-    with pytest.raises(DataError, match=r"missing column\(s\) \['answer'\] \(columns found: \['question', 'solution'\]\)"):
+    with pytest.raises(
+        DataError, match=r"missing column\(s\) \['answer'\] \(columns found: \['question', 'solution'\]\)"
+    ):
         load_gsm8k(directory)
 
     (directory / "data-00000-of-00001.arrow").unlink()
@@ -179,7 +194,10 @@ def test_empty_saved_dataset_is_refused(tmp_path):
 # ============================================================================ prompts and labels
 def test_plain_prompt_without_chat_template(plain_byte_tok):
     assert format_prompt("What is 2+2?", plain_byte_tok) == "Question: What is 2+2?\nAnswer: "
-    assert format_example("What is 2+2?", "#### 4", plain_byte_tok) == ("Question: What is 2+2?\nAnswer: ", "#### 4<eos>")
+    assert format_example("What is 2+2?", "#### 4", plain_byte_tok) == (
+        "Question: What is 2+2?\nAnswer: ",
+        "#### 4<eos>",
+    )
 
 
 def test_chat_template_prompt_and_completion(byte_tok):
@@ -202,7 +220,10 @@ def test_completion_is_what_the_template_renders_after_the_prompt():
     tokenizer = byte_tokenizer()
     tokenizer.chat_template = _LLAMA3_LIKE
     prompt, completion = format_example("Q?", "#### 4\n", tokenizer)
-    assert prompt == "<bos><|start_header_id|>user<|end_header_id|>\n\nQ?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    assert (
+        prompt
+        == "<bos><|start_header_id|>user<|end_header_id|>\n\nQ?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     assert completion == "#### 4<|eot_id|>"
 
 
@@ -210,7 +231,9 @@ def test_template_that_does_not_extend_its_prompt_falls_back_to_answer_and_eos(c
     from qstudy.data import byte_tokenizer
 
     tokenizer = byte_tokenizer()
-    tokenizer.chat_template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}{% if add_generation_prompt %}>>{% endif %}"
+    tokenizer.chat_template = (
+        "{% for m in messages %}[{{ m['content'] }}]{% endfor %}{% if add_generation_prompt %}>>{% endif %}"
+    )
     prompt, completion = format_example("Q?", "#### 4", tokenizer)
     assert (prompt, completion) == ("[Q?]>>", "#### 4<eos>")
     assert "chat template does not extend its generation prompt" in caplog.text
@@ -244,7 +267,9 @@ def test_examples_without_answer_tokens_are_dropped(plain_byte_tok, caplog):
     encoded = encode_gsm8k([short, long], plain_byte_tok, max_tokens=30)
     assert len(encoded) == 1 and encoded[0].answer_tokens > 0
     assert "dropped 1 of 2 examples whose prompt fills it" in caplog.text
-    with pytest.raises(DataError, match="max_tokens=5 is too small: the prompt of every one of the 2 examples fills it"):
+    with pytest.raises(
+        DataError, match="max_tokens=5 is too small: the prompt of every one of the 2 examples fills it"
+    ):
         encode_gsm8k([short, long], plain_byte_tok, max_tokens=5)
     with pytest.raises(ValueError, match="max_tokens must be a positive integer, got max_tokens=0"):
         encode_gsm8k([short], plain_byte_tok, max_tokens=0)
@@ -274,8 +299,15 @@ def test_batches_of_real_tokens_feed_a_tiny_llama(byte_tok):
     batch = collate_batch(encoded, max_tokens=384, pad_token_id=find_pad_token_id(byte_tok))
     assert batch["input_ids"].shape == (4, 384)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(byte_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=384)
+    config = LlamaConfig(
+        vocab_size=len(byte_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=384,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         out = model(**batch)

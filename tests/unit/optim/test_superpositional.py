@@ -49,7 +49,9 @@ def _reference(params, grads, lr, betas, eps, wd, lam, n, depth, response, scope
         if response == "sin":
             r = torch.sin(math.pi * theta)
         else:
-            r = torch.cat([optimizer_response(theta[i : i + n].view(1, -1), depth).view(-1) for i in range(0, numel, n)])
+            r = torch.cat(
+                [optimizer_response(theta[i : i + n].view(1, -1), depth).view(-1) for i in range(0, numel, n)]
+            )
         q = r * g
         if scope == "leading":
             q[n:] = 0
@@ -72,8 +74,12 @@ def _flat(params):
 @pytest.mark.parametrize("lam,response", [(0.0, "sin"), (0.7, "none"), (0.0, "circuit")])
 def test_reduces_to_torch_adamw_bit_for_bit(fused, lam, response):
     params, grads = _model(), _grads(_model(), 6)
-    ours, _ = _run(lambda ps: SuperpositionalAdamW(ps, **HP, quantum_weight=lam, response=response, fused=fused), params, grads)
-    theirs, _ = _run(lambda ps: torch.optim.AdamW(ps, **HP, fused=fused, foreach=None if fused else False), params, grads)
+    ours, _ = _run(
+        lambda ps: SuperpositionalAdamW(ps, **HP, quantum_weight=lam, response=response, fused=fused), params, grads
+    )
+    theirs, _ = _run(
+        lambda ps: torch.optim.AdamW(ps, **HP, fused=fused, foreach=None if fused else False), params, grads
+    )
     for a, b in zip(ours, theirs):
         assert torch.equal(a, b)
 
@@ -83,7 +89,9 @@ def test_reduces_to_torch_adamw_bit_for_bit(fused, lam, response):
 def test_sin_matches_reference(scope, compile_step):
     params, grads = _model(), _grads(_model(), 8)
     ours, _ = _run(
-        lambda ps: SuperpositionalAdamW(ps, **HP, quantum_weight=0.5, n_qubits=4, scope=scope, compile_step=compile_step),
+        lambda ps: SuperpositionalAdamW(
+            ps, **HP, quantum_weight=0.5, n_qubits=4, scope=scope, compile_step=compile_step
+        ),
         params,
         grads,
     )
@@ -120,7 +128,9 @@ def test_circuit_matches_reference_across_parameter_boundaries(scope, n_qubits):
         params, grads, HP["lr"], HP["betas"], HP["eps"], HP["weight_decay"], 0.5, n_qubits, 2, "circuit", scope
     )
     torch.testing.assert_close(_flat(ours), expected, rtol=0, atol=2e-6)
-    sin = _reference(params, grads, HP["lr"], HP["betas"], HP["eps"], HP["weight_decay"], 0.5, n_qubits, 0, "sin", scope)
+    sin = _reference(
+        params, grads, HP["lr"], HP["betas"], HP["eps"], HP["weight_decay"], 0.5, n_qubits, 0, "sin", scope
+    )
     assert (_flat(ours) - sin).abs().max() > 1e-4  # depth 2 is not the plain sine
 
 
@@ -157,7 +167,9 @@ def test_gaussian_noise_does_not_depend_on_how_coordinates_are_split():
     from qstudy.optim._superpositional import _noise
 
     whole = _noise(7, 0, 5, 0, 300_000, "cpu")
-    parts = torch.cat([_noise(7, 0, 5, lo, hi, "cpu") for lo, hi in [(0, 65_535), (65_535, 131_073), (131_073, 300_000)]])
+    parts = torch.cat(
+        [_noise(7, 0, 5, lo, hi, "cpu") for lo, hi in [(0, 65_535), (65_535, 131_073), (131_073, 300_000)]]
+    )
     assert torch.equal(whole, parts)
     assert not torch.equal(whole, _noise(7, 0, 6, 0, 300_000, "cpu"))
 
@@ -186,7 +198,9 @@ def test_only_the_first_group_has_leading_coordinates_and_lambda_is_per_group():
     params, grads = _model(first_numel=6), _grads(_model(first_numel=6), 4)
 
     def factory(ps):
-        return SuperpositionalAdamW([{"params": ps[:1]}, {"params": ps[1:], "quantum_weight": 0.0}], **HP, quantum_weight=0.5)
+        return SuperpositionalAdamW(
+            [{"params": ps[:1]}, {"params": ps[1:], "quantum_weight": 0.0}], **HP, quantum_weight=0.5
+        )
 
     ours, _ = _run(factory, params, grads)
     adamw, _ = _run(lambda ps: torch.optim.AdamW(ps, **HP, fused=True), params, grads)
@@ -228,8 +242,12 @@ def test_bf16_parameters_update_in_fp32():
     assert all(torch.equal(a, b) and a.dtype == torch.bfloat16 for a, b in zip(ours, theirs))
     # λ > 0: close to the fp32 run, to bf16 resolution.
     for scope in ("leading", "all"):
-        low, _ = _run(lambda ps: SuperpositionalAdamW(ps, **HP, scope=scope), bf16, bf16_grads)
-        high, _ = _run(lambda ps: SuperpositionalAdamW(ps, **HP, scope=scope), [p.float() for p in bf16], [[g.float() for g in gs] for gs in bf16_grads])
+        low, _ = _run(lambda ps, scope=scope: SuperpositionalAdamW(ps, **HP, scope=scope), bf16, bf16_grads)
+        high, _ = _run(
+            lambda ps, scope=scope: SuperpositionalAdamW(ps, **HP, scope=scope),
+            [p.float() for p in bf16],
+            [[g.float() for g in gs] for gs in bf16_grads],
+        )
         torch.testing.assert_close(_flat(low), _flat(high), rtol=1e-2, atol=1e-2)
 
 
@@ -289,7 +307,7 @@ def _resumed_through_disk(device, fused, response="sin", steps=(3, 3)):
     resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
     opt = SuperpositionalAdamW(resumed, **kwargs)
     opt.load_state_dict(state)
-    for step_grads in grads[steps[0]:]:
+    for step_grads in grads[steps[0] :]:
         for p, g in zip(resumed, step_grads):
             p.grad = g.clone()
         opt.step()

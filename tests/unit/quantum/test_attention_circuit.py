@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from qstudy.quantum import aer_parity, attention_circuit, attention_response, bind_attention_circuit
+from qstudy.quantum import aer_parity, attention_circuit, attention_response, bind_attention_circuit, response_series
 from qstudy.quantum._attention_circuit import aer_circuit_response
-from qstudy.quantum._fourier import gated_response, evaluate_series
-from qstudy.quantum import response_series
+from qstudy.quantum._fourier import evaluate_series, gated_response
 
 
 def _angles(n_qubits, depth, seed=0):
@@ -23,7 +22,9 @@ def test_circuit_structure_matches_design():
     circuit = attention_circuit(3, 2)
     names = [instruction.operation.name for instruction in circuit.data]
     assert names == ["h"] * 3 + (["ry", "rz"] * 3 + ["cx"] * 3) * 2
-    ring = [tuple(circuit.find_bit(q).index for q in inst.qubits) for inst in circuit.data if inst.operation.name == "cx"]
+    ring = [
+        tuple(circuit.find_bit(q).index for q in inst.qubits) for inst in circuit.data if inst.operation.name == "cx"
+    ]
     assert ring[:3] == [(0, 1), (1, 2), (2, 0)]
     assert sorted(p.name for p in circuit.parameters) == sorted(
         ["s"] + [f"{v}[{layer},{q}]" for v in "ab" for layer in range(2) for q in range(3)]
@@ -202,7 +203,10 @@ def test_aer_parity_is_tiny():
         (lambda: attention_circuit(0, 2), "n_qubits must be an integer in [1, 12], got n_qubits=0"),
         (lambda: attention_circuit(13, 2), "n_qubits must be an integer in [1, 12], got n_qubits=13"),
         (lambda: attention_circuit(4, 0), "depth must be an integer >= 1, got depth=0"),
-        (lambda: aer_parity(4, -1, torch.zeros(1, 4), torch.zeros(1, 4)), "depth must be an integer >= 1, got depth=-1"),
+        (
+            lambda: aer_parity(4, -1, torch.zeros(1, 4), torch.zeros(1, 4)),
+            "depth must be an integer >= 1, got depth=-1",
+        ),
         (
             lambda: attention_response(torch.zeros(3), torch.zeros(2, 4), torch.zeros(2, 4), simulator="qpu"),
             "simulator must be one of ['torch', 'aer'], got simulator='qpu'",

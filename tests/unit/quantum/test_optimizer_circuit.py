@@ -26,7 +26,10 @@ def _aer_expect_x(n_qubits, depth, points):
         state = Statevector(result.get_statevector(i))
         # Pauli labels are little-endian: character n-1-q acts on qubit q.
         out.append(
-            [state.expectation_value(SparsePauliOp("I" * (n_qubits - 1 - q) + "X" + "I" * q)).real for q in range(n_qubits)]
+            [
+                state.expectation_value(SparsePauliOp("I" * (n_qubits - 1 - q) + "X" + "I" * q)).real
+                for q in range(n_qubits)
+            ]
         )
     return torch.tensor(out, dtype=torch.float64)
 
@@ -36,7 +39,9 @@ def _aer_expect_x(n_qubits, depth, points):
 def test_torch_statevector_equals_aer(n_qubits, depth):
     gen = torch.Generator().manual_seed(n_qubits * 10 + depth)
     points = torch.rand(4, n_qubits, generator=gen, dtype=torch.float64) * 8 - 4
-    torch.testing.assert_close(optimizer_response(points, depth), _aer_expect_x(n_qubits, depth, points), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        optimizer_response(points, depth), _aer_expect_x(n_qubits, depth, points), rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("n_qubits", [1, 2, 5])
@@ -107,7 +112,7 @@ def test_circuit_response_chunks_fit_the_memory_budget_at_20_qubits(monkeypatch)
     with pytest.raises(_Stop):
         optimizer.step()
     block_bytes = 4 * 8 * 2**20
-    assert 1 <= chunks[0] and chunks[0] * block_bytes <= circuit.STATEVECTOR_BUDGET_BYTES <= 256 * 2**20
+    assert chunks[0] >= 1 and chunks[0] * block_bytes <= circuit.STATEVECTOR_BUDGET_BYTES <= 256 * 2**20
     assert chunks[0] == circuit.blocks_per_chunk(20) == 4
     assert circuit.blocks_per_chunk(20, torch.complex128) == 2
 

@@ -16,21 +16,30 @@ STEPS = 8
 
 
 def _study() -> StudyConfig:
-    return StudyConfig.model_validate({
-        "name": "no_effect",
-        "objective": {"metric": "eval_accuracy", "mode": "max"},
-        "arms": {"control": {"optimizer.quantum_weight": 0.0},
-                 "leading": {"optimizer.quantum_weight": 0.9, "optimizer.scope": "leading"},
-                 "all": {"optimizer.quantum_weight": 0.9, "optimizer.scope": "all"}},
-        "seeds": [0],
-        "trial": {
-            "model": {"preset": "llama-tiny", "dtype": "float32"},
-            "quantum": {"enabled": False},
-            "optimizer": {"lr": 3e-3, "weight_decay": 0.0},
-            "data": {"task": "classification", "train_examples": 64, "eval_examples": 32},
-            "train": {"max_steps": STEPS, "global_batch_size": 16, "micro_batch_size": 16, "gradient_clipping": 0.0},
-        },
-    })
+    return StudyConfig.model_validate(
+        {
+            "name": "no_effect",
+            "objective": {"metric": "eval_accuracy", "mode": "max"},
+            "arms": {
+                "control": {"optimizer.quantum_weight": 0.0},
+                "leading": {"optimizer.quantum_weight": 0.9, "optimizer.scope": "leading"},
+                "all": {"optimizer.quantum_weight": 0.9, "optimizer.scope": "all"},
+            },
+            "seeds": [0],
+            "trial": {
+                "model": {"preset": "llama-tiny", "dtype": "float32"},
+                "quantum": {"enabled": False},
+                "optimizer": {"lr": 3e-3, "weight_decay": 0.0},
+                "data": {"task": "classification", "train_examples": 64, "eval_examples": 32},
+                "train": {
+                    "max_steps": STEPS,
+                    "global_batch_size": 16,
+                    "micro_batch_size": 16,
+                    "gradient_clipping": 0.0,
+                },
+            },
+        }
+    )
 
 
 def _train(study, arm: str) -> TrialRecord:
@@ -58,11 +67,22 @@ def _train(study, arm: str) -> TrialRecord:
         perturbed.append((step, stats["perturbed"]))
     values = {k: v for k, v in study.arms[arm].items()} | {"seed": 0}
     return TrialRecord(
-        trial_id=arm, number=0, status="completed", arm=arm, phase="comparison", seed=0, baseline=None,
-        values=values, objective=None, run_id=None,
-        params={"optimizer.quantum_weight": str(trial.optimizer.quantum_weight), "optimizer.scope": trial.optimizer.scope},
-        final={}, curves={"train_loss": losses, "nonzero_perturbation_coordinates": nonzero,
-                          "perturbed_coordinates": perturbed},
+        trial_id=arm,
+        number=0,
+        status="completed",
+        arm=arm,
+        phase="comparison",
+        seed=0,
+        baseline=None,
+        values=values,
+        objective=None,
+        run_id=None,
+        params={
+            "optimizer.quantum_weight": str(trial.optimizer.quantum_weight),
+            "optimizer.scope": trial.optimizer.scope,
+        },
+        final={},
+        curves={"train_loss": losses, "nonzero_perturbation_coordinates": nonzero, "perturbed_coordinates": perturbed},
     )
 
 
@@ -89,8 +109,14 @@ def test_scope_all_moves_the_run_and_is_not_reported_identical(trained):
 
 def test_a_difference_beyond_the_tolerance_is_a_difference(trained):
     base = trained["control"]
-    nudged = TrialRecord(**{**base.__dict__, "curves": {"train_loss": [(s, v + 2e-6 * max(1, abs(v)))
-                                                                       for s, v in base.curves["train_loss"]]}})
+    nudged = TrialRecord(
+        **{
+            **base.__dict__,
+            "curves": {"train_loss": [(s, v + 2e-6 * max(1, abs(v))) for s, v in base.curves["train_loss"]]},
+        }
+    )
     assert not identical_curves(nudged, base)
-    close = TrialRecord(**{**base.__dict__, "curves": {"train_loss": [(s, v + 1e-8) for s, v in base.curves["train_loss"]]}})
+    close = TrialRecord(
+        **{**base.__dict__, "curves": {"train_loss": [(s, v + 1e-8) for s, v in base.curves["train_loss"]]}}
+    )
     assert identical_curves(close, base)

@@ -55,7 +55,10 @@ def test_the_control_is_never_a_top_arm_and_repeats_count_once():
     selection, note = select_confirm(finished, ("trial_0000", CONTROL), top_k=2, mode="min")
     assert note is None
     assert [(arm, s["from_trial"]) for arm, s in selection.items()] == [
-        ("top_1", "trial_0003"), ("top_2", "trial_0004"), ("control", "trial_0000")]
+        ("top_1", "trial_0003"),
+        ("top_2", "trial_0004"),
+        ("control", "trial_0000"),
+    ]
     assert selection["top_1"]["values"] == {"optimizer.quantum_weight": 0.5, "seed": 4}  # as it ran
 
 
@@ -69,9 +72,11 @@ def test_fewer_completed_configurations_than_top_k_confirm_what_is_there_with_a_
     }
     selection, note = select_confirm(finished, ("trial_0000", CONTROL), top_k=3, mode="min")
     assert list(selection) == ["top_1", "control"]
-    assert note == ("confirm: top_k is 3, but the search has only 1 distinct configuration(s) besides the control "
-                    "to confirm (3 completed; 1 failed, diverged or pruned; 1 repeated the control's or a better "
-                    "trial's configuration of 4 search trials): confirming top_1 = trial_0001")
+    assert note == (
+        "confirm: top_k is 3, but the search has only 1 distinct configuration(s) besides the control "
+        "to confirm (3 completed; 1 failed, diverged or pruned; 1 repeated the control's or a better "
+        "trial's configuration of 4 search trials): confirming top_1 = trial_0001"
+    )
     only_control = {"trial_0000": {**_trial(0.0, 2.0), "values": CONTROL}, "trial_0001": _trial(0.3, None, "failed")}
     selection, note = select_confirm(only_control, ("trial_0000", CONTROL), top_k=1, mode="min")
     assert list(selection) == ["control"]
@@ -87,15 +92,23 @@ def test_confirm_trials_run_seeds_major_control_first_with_the_fresh_seed():
     }
     trials = confirm_trials(selection, [101, 102])
     assert [(arm, seed) for arm, seed, _ in trials] == [
-        ("control", 101), ("top_1", 101), ("top_2", 101), ("control", 102), ("top_1", 102), ("top_2", 102)]
+        ("control", 101),
+        ("top_1", 101),
+        ("top_2", 101),
+        ("control", 102),
+        ("top_1", 102),
+        ("top_2", 102),
+    ]
     assert trials[2][2] == {"optimizer.quantum_weight": 0.5, "seed": 101}  # the search's seed is replaced
     assert trials[0][2] == {**CONTROL, "seed": 101}
 
 
 def test_the_confirmed_best_is_the_best_mean_over_the_seeds_paired_with_the_control():
-    selection = {"top_1": {"from_trial": "trial_0002", "values": {"optimizer.quantum_weight": 0.7}},
-                 "top_2": {"from_trial": "trial_0003", "values": {"optimizer.quantum_weight": 0.5}},
-                 "control": {"from_trial": "trial_0000", "values": CONTROL}}
+    selection = {
+        "top_1": {"from_trial": "trial_0002", "values": {"optimizer.quantum_weight": 0.7}},
+        "top_2": {"from_trial": "trial_0003", "values": {"optimizer.quantum_weight": 0.5}},
+        "control": {"from_trial": "trial_0000", "values": CONTROL},
+    }
     trials = [
         {"arm": "control", "seed": 1, "status": "completed", "value": 2.0},
         {"arm": "top_1", "seed": 1, "status": "completed", "value": 1.6},
@@ -109,7 +122,9 @@ def test_the_confirmed_best_is_the_best_mean_over_the_seeds_paired_with_the_cont
     ]
     ranked = rank_confirmed(selection, trials, "min")
     assert [(r["arm"], r["from_trial"], r["seeds"]) for r in ranked] == [
-        ("top_2", "trial_0003", [1, 2]), ("top_1", "trial_0002", [1, 2])]
+        ("top_2", "trial_0003", [1, 2]),
+        ("top_1", "trial_0002", [1, 2]),
+    ]
     assert ranked[0]["mean"] == pytest.approx(1.3) and ranked[0]["control_mean"] == pytest.approx(2.1)
     assert ranked[1]["mean"] == pytest.approx(1.5)
     assert [r["arm"] for r in rank_confirmed(selection, trials, "max")] == ["top_1", "top_2"]
@@ -120,16 +135,23 @@ def test_the_confirmed_best_is_the_best_mean_over_the_seeds_paired_with_the_cont
 
 # ------------------------------------------------------------------------- the searcher
 
-SPACE = {"optimizer.quantum_weight": optuna.distributions.FloatDistribution(0.0, 1.0),
-         "seed": optuna.distributions.IntDistribution(0, 10)}
+SPACE = {
+    "optimizer.quantum_weight": optuna.distributions.FloatDistribution(0.0, 1.0),
+    "seed": optuna.distributions.IntDistribution(0, 10),
+}
 
 
 @pytest.fixture
 def make_searcher(tmp_path):
     def make() -> StudySearcher:
         return StudySearcher(
-            study_name="search", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=SPACE,
-            sampler=optuna.samplers.RandomSampler(seed=0), metric="eval_loss", mode="min", num_samples=3,
+            study_name="search",
+            storage_url=f"sqlite:///{tmp_path / 'optuna.db'}",
+            space=SPACE,
+            sampler=optuna.samplers.RandomSampler(seed=0),
+            metric="eval_loss",
+            mode="min",
+            num_samples=3,
             baselines=[CONTROL],
         )
 
@@ -159,14 +181,21 @@ def test_confirm_trials_follow_the_search_in_the_same_optuna_study(make_searcher
     configs = [searcher.suggest(f"c{i}") for i in range(4)]
     assert searcher.suggest("c4") == StudySearcher.FINISHED
     assert [(c[TRIAL_ID_KEY], c[ARM_KEY], c[PHASE_KEY], c["seed"]) for c in configs] == [
-        ("trial_0003", "control", "confirm", 101), ("trial_0004", "top_1", "confirm", 101),
-        ("trial_0005", "control", "confirm", 102), ("trial_0006", "top_1", "confirm", 102)]
+        ("trial_0003", "control", "confirm", 101),
+        ("trial_0004", "top_1", "confirm", 101),
+        ("trial_0005", "control", "confirm", 102),
+        ("trial_0006", "top_1", "confirm", 102),
+    ]
     assert _settings(configs[1]) == {**_settings(search[1]), "seed": 101}  # top_1 is trial_0001, seed replaced
     assert _settings(configs[0]) == {**CONTROL, "seed": 101}
     trials = searcher.study.get_trials()
     assert all("qstudy.phase" not in t.user_attrs for t in trials[:3])  # search trials: no phase
     assert [(t.user_attrs["qstudy.arm"], t.user_attrs["qstudy.phase"]) for t in trials[3:]] == [
-        ("control", "confirm"), ("top_1", "confirm"), ("control", "confirm"), ("top_1", "confirm")]
+        ("control", "confirm"),
+        ("top_1", "confirm"),
+        ("control", "confirm"),
+        ("top_1", "confirm"),
+    ]
     # The confirm seed is an override (outside the searched seed's range), the searched values params.
     assert [json.loads(t.user_attrs["qstudy.overrides"])["seed"] for t in trials[3:]] == [101, 101, 102, 102]
     assert trials[4].params == {"optimizer.quantum_weight": search[1]["optimizer.quantum_weight"]}
@@ -197,7 +226,9 @@ def test_a_resumed_confirm_phase_reruns_its_killed_trial_and_runs_the_missing_on
     rerun, *fresh = [second.suggest(f"r{i}") for i in range(3)]
     assert (rerun[TRIAL_ID_KEY], rerun[ARM_KEY], rerun["seed"]) == ("trial_0004", "top_1", 101)
     assert [(c[TRIAL_ID_KEY], c[ARM_KEY], c["seed"]) for c in fresh] == [
-        ("trial_0005", "control", 102), ("trial_0006", "top_1", 102)]
+        ("trial_0005", "control", 102),
+        ("trial_0006", "top_1", 102),
+    ]
     assert second.suggest("r3") == StudySearcher.FINISHED
 
 
@@ -206,9 +237,13 @@ def test_a_grid_search_and_its_confirm_phase_are_told_to_optuna(tmp_path):
     # (and on enqueued trials): the last grid point and every confirm trial would hit it.
     grid = {"optimizer.quantum_weight": [0.2, 0.5]}
     searcher = StudySearcher(
-        study_name="grid", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}",
+        study_name="grid",
+        storage_url=f"sqlite:///{tmp_path / 'optuna.db'}",
         space={"optimizer.quantum_weight": optuna.distributions.CategoricalDistribution([0.2, 0.5])},
-        sampler=optuna.samplers.GridSampler(grid, seed=0), metric="eval_loss", mode="min", num_samples=3,
+        sampler=optuna.samplers.GridSampler(grid, seed=0),
+        metric="eval_loss",
+        mode="min",
+        num_samples=3,
         baselines=[{"optimizer.quantum_weight": 0.5, "quantum.enabled": False}],
     )
     for i, value in enumerate([2.0, 1.0, 1.5]):
@@ -221,7 +256,13 @@ def test_a_grid_search_and_its_confirm_phase_are_told_to_optuna(tmp_path):
         searcher.suggest(f"c{i}")
         _complete(searcher, f"c{i}", value)
     assert [(t.state.name, t.value) for t in searcher.study.get_trials()] == [
-        ("COMPLETE", 2.0), ("COMPLETE", 1.0), ("COMPLETE", 1.5), ("COMPLETE", 2.1), ("COMPLETE", 1.1), ("COMPLETE", 1.4)]
+        ("COMPLETE", 2.0),
+        ("COMPLETE", 1.0),
+        ("COMPLETE", 1.5),
+        ("COMPLETE", 2.1),
+        ("COMPLETE", 1.1),
+        ("COMPLETE", 1.4),
+    ]
     assert searcher.remaining() == 0
 
 
@@ -229,10 +270,17 @@ def test_a_grid_search_and_its_confirm_phase_are_told_to_optuna(tmp_path):
 
 
 def _study(**over):
-    return StudyConfig.model_validate({
-        "name": "search", "num_samples": 3, "space": {"optimizer.quantum_weight": {"type": "float", "low": 0.0, "high": 1.0}},
-        "baselines": [CONTROL], "confirm": {"top_k": 2, "seeds": [101, 102]}, "trial": {}, **over,
-    })
+    return StudyConfig.model_validate(
+        {
+            "name": "search",
+            "num_samples": 3,
+            "space": {"optimizer.quantum_weight": {"type": "float", "low": 0.0, "high": 1.0}},
+            "baselines": [CONTROL],
+            "confirm": {"top_k": 2, "seeds": [101, 102]},
+            "trial": {},
+            **over,
+        }
+    )
 
 
 def test_asha_stops_search_trials_never_confirm_trials():
@@ -244,11 +292,22 @@ def test_asha_stops_search_trials_never_confirm_trials():
 
 def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_path):
     study = _study(num_samples=4)
-    paths = {"optuna_url": f"sqlite:///{tmp_path / 'optuna.db'}", "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
-             "output": str(tmp_path)}
+    paths = {
+        "optuna_url": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "output": str(tmp_path),
+    }
     space = study.optuna_space()
-    searcher = StudySearcher("search", paths["optuna_url"], space, optuna.samplers.RandomSampler(seed=0), "eval_loss",
-                             "min", 4, [dict(b) for b in study.baselines])
+    searcher = StudySearcher(
+        "search",
+        paths["optuna_url"],
+        space,
+        optuna.samplers.RandomSampler(seed=0),
+        "eval_loss",
+        "min",
+        4,
+        [dict(b) for b in study.baselines],
+    )
     for i, value in enumerate([2.0, 1.0, 1.5, 1.8]):  # the search's best: trial_0001
         searcher.suggest(f"s{i}")
         _complete(searcher, f"s{i}", value)
@@ -270,19 +329,36 @@ def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_pat
     assert best["params"] == selection["top_2"]["values"] and best["seeds"] == [101, 102]
     confirm_rows = [r for r in summary["trials"] if r.get("phase") == "confirm"]
     assert [(r["trial"], r["arm"], r["seed"]) for r in confirm_rows] == [
-        ("trial_0004", "control", 101), ("trial_0005", "top_1", 101), ("trial_0006", "top_2", 101),
-        ("trial_0007", "control", 102), ("trial_0008", "top_1", 102), ("trial_0009", "top_2", 102)]
+        ("trial_0004", "control", 101),
+        ("trial_0005", "top_1", 101),
+        ("trial_0006", "top_2", 101),
+        ("trial_0007", "control", 102),
+        ("trial_0008", "top_1", 102),
+        ("trial_0009", "top_2", 102),
+    ]
     text = summary["text"]
     assert "study search: 4/4 trials" in text
-    assert ("confirm: 6/6 trials on fresh seeds 101, 102 (top_1 = trial_0001, top_2 = trial_0002, "
-            "control = trial_0000)") in text
+    assert (
+        "confirm: 6/6 trials on fresh seeds 101, 102 (top_1 = trial_0001, top_2 = trial_0002, control = trial_0000)"
+    ) in text
     lines = text.splitlines()
     header = lines[lines.index(next(line for line in lines if line.startswith("confirm:"))) + 1]
-    assert header.split() == ["trial", "status", "arm", "seed", "quantum_weight", "enabled", "step",
-                              "eval_loss", "elapsed_s"]
-    assert ("confirmed best: top_2 (trial_0002's configuration) mean eval_loss=1.3 over seeds 101, 102, control "
-            "mean eval_loss=2.1 over the same seeds; the search's best trial was trial_0001 (eval_loss=1); "
-            "top_1 mean 1.5 (control 2.1, seeds 101, 102)") in text
+    assert header.split() == [
+        "trial",
+        "status",
+        "arm",
+        "seed",
+        "quantum_weight",
+        "enabled",
+        "step",
+        "eval_loss",
+        "elapsed_s",
+    ]
+    assert (
+        "confirmed best: top_2 (trial_0002's configuration) mean eval_loss=1.3 over seeds 101, 102, control "
+        "mean eval_loss=2.1 over the same seeds; the search's best trial was trial_0001 (eval_loss=1); "
+        "top_1 mean 1.5 (control 2.1, seeds 101, 102)"
+    ) in text
     assert "\nbest: " not in text
 
     tracker.finish_study(best, text, description=summary["description"])

@@ -78,7 +78,6 @@ def test_a_start_on_another_day_shows_its_date():
 
 def test_sweep_of_a_locked_study_exits_2_before_ray_optuna_or_mlflow(tmp_path, monkeypatch, capsys):
     import qstudy.train
-
     from qstudy.cli import main
 
     def no_ray(*args, **kwargs):
@@ -96,7 +95,9 @@ def test_sweep_of_a_locked_study_exits_2_before_ray_optuna_or_mlflow(tmp_path, m
     with DriverLock("smoke", tmp_path / "qstudy_runs" / "smoke"):
         assert main(["sweep", str(study)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"qstudy: error: study smoke is being run by pid {os.getpid()} on host {socket.gethostname()} since ")
+    assert err.startswith(
+        f"qstudy: error: study smoke is being run by pid {os.getpid()} on host {socket.gethostname()} since "
+    )
     assert err.rstrip().endswith("(qstudy_runs/smoke/driver.lock)")
     assert sorted(p.name for p in (tmp_path / "qstudy_runs" / "smoke").iterdir()) == ["driver.lock"]
     assert not (tmp_path / "mlruns.db").exists()

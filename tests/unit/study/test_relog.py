@@ -28,12 +28,20 @@ def _write_trial(tmp_path, run, trial_id, rows, base=None, error=None, tail=""):
 
 
 def _finished(status="completed", value=2.0, intermediate=None):
-    return {"values": {"optimizer.lr": 0.5}, "status": status, "value": value,
-            "intermediate": {2: 3.0, 4: 2.0} if intermediate is None else intermediate}
+    return {
+        "values": {"optimizer.lr": 0.5},
+        "status": status,
+        "value": value,
+        "intermediate": {2: 3.0, 4: 2.0} if intermediate is None else intermediate,
+    }
 
 
-ROWS = [{"step": 1, "train_loss": 4.0}, {"step": 2, "train_loss": 3.5, "eval_loss": 3.0},
-        {"step": 3, "train_loss": 3.0}, {"step": 4, "train_loss": 2.5, "eval_loss": 2.0, "status": "completed"}]
+ROWS = [
+    {"step": 1, "train_loss": 4.0},
+    {"step": 2, "train_loss": 3.5, "eval_loss": 3.0},
+    {"step": 3, "train_loss": 3.0},
+    {"step": 4, "train_loss": 2.5, "eval_loss": 2.0, "status": "completed"},
+]
 
 
 def test_results_of_every_driver_run_are_read_oldest_first(tmp_path):
@@ -51,7 +59,9 @@ def test_results_of_every_driver_run_are_read_oldest_first(tmp_path):
 
 def test_a_failed_trial_keeps_its_error_text(tmp_path):
     _write_trial(tmp_path, "tune-20261201-100000", "trial_0001", [], error="Traceback ...\nTimeoutError: no result")
-    records = trial_records("s", {"trial_0001": _finished("failed", None, {})}, ["trial_0001"], "eval_loss", _paths(tmp_path))
+    records = trial_records(
+        "s", {"trial_0001": _finished("failed", None, {})}, ["trial_0001"], "eval_loss", _paths(tmp_path)
+    )
     assert records["trial_0001"]["error"] == "Traceback ...\nTimeoutError: no result"
     assert records["trial_0001"]["config"] is None  # no params.json: the study's trial config is used
 
@@ -104,7 +114,8 @@ def test_relogged_trials_are_logged_like_live_ones(tmp_path):
 
     runs = tracker.trial_runs()
     assert {t: (r["status"], r["run_status"]) for t, r in runs.items()} == {
-        "trial_0000": ("completed", "FINISHED"), "trial_0001": ("failed", "FAILED")
+        "trial_0000": ("completed", "FINISHED"),
+        "trial_0001": ("failed", "FAILED"),
     }
     assert runs["trial_0000"]["params"] == {"optimizer.lr": "0.5", "seed": "0"}  # each setting once, dotted
     history = tracker.client.get_metric_history(runs["trial_0000"]["run_id"], "eval_loss")
@@ -150,12 +161,16 @@ def test_a_relogged_confirm_trial_keeps_its_arm_and_phase(tmp_path):
 
     # The confirm phase's Tune run is named tune-<time>-confirm.
     _write_trial(tmp_path, "tune-20261201-100000-confirm", "trial_0004", ROWS)
-    finished = {"trial_0004": {**_finished(), "values": {"optimizer.lr": 0.5, "seed": 101}, "arm": "top_1",
-                               "phase": "confirm"}}
+    finished = {
+        "trial_0004": {**_finished(), "values": {"optimizer.lr": 0.5, "seed": 101}, "arm": "top_1", "phase": "confirm"}
+    }
     records = trial_records("s", finished, ["trial_0004"], "eval_loss", _paths(tmp_path))
     tracker = StudyTracker(f"sqlite:///{tmp_path / 'mlruns.db'}", "s", "s")
     tracker.start_study({"study": "s"}, {})
     relog_trials(TrackingCallback(tracker, lambda values: {"optimizer": {"lr": 0.5}, "seed": 101}), records)
     run = tracker.client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
     assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
-        "top_1", "top_1", "confirm")
+        "top_1",
+        "top_1",
+        "confirm",
+    )

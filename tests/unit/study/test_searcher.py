@@ -22,8 +22,15 @@ def make_searcher(tmp_path):
 
     def make() -> StudySearcher:
         return StudySearcher(
-            study_name="cmp", storage_url=url, space={}, sampler=optuna.samplers.TPESampler(seed=0),
-            metric="eval_loss", mode="min", num_samples=len(COMPARISON), baselines=[], comparison=COMPARISON,
+            study_name="cmp",
+            storage_url=url,
+            space={},
+            sampler=optuna.samplers.TPESampler(seed=0),
+            metric="eval_loss",
+            mode="min",
+            num_samples=len(COMPARISON),
+            baselines=[],
+            comparison=COMPARISON,
         )
 
     return make
@@ -41,7 +48,11 @@ def test_each_arm_and_seed_is_one_fixed_trial_in_order(make_searcher):
     searcher = make_searcher()
     configs = [searcher.suggest(f"tune_{i}") for i in range(4)]
     assert [(c[TRIAL_ID_KEY], c[ARM_KEY]) for c in configs] == [
-        ("trial_0000", "control"), ("trial_0001", "sgd"), ("trial_0002", "control"), ("trial_0003", "sgd")]
+        ("trial_0000", "control"),
+        ("trial_0001", "sgd"),
+        ("trial_0002", "control"),
+        ("trial_0003", "sgd"),
+    ]
     assert [_settings(c) for c in configs] == [overrides for _, _, overrides in COMPARISON]
     assert searcher.suggest("tune_4") == StudySearcher.FINISHED
     trials = searcher.study.get_trials()
@@ -52,8 +63,11 @@ def test_each_arm_and_seed_is_one_fixed_trial_in_order(make_searcher):
         _complete(searcher, f"tune_{i}", value)
     finished = searcher.finished_trials()
     assert [(tid, t["arm"], t["values"]["seed"], t["value"]) for tid, t in sorted(finished.items())] == [
-        ("trial_0000", "control", 0, 2.0), ("trial_0001", "sgd", 0, 1.5),
-        ("trial_0002", "control", 1, 2.1), ("trial_0003", "sgd", 1, 1.6)]
+        ("trial_0000", "control", 0, 2.0),
+        ("trial_0001", "sgd", 0, 1.5),
+        ("trial_0002", "control", 1, 2.1),
+        ("trial_0003", "sgd", 1, 1.6),
+    ]
 
 
 def test_a_resumed_searcher_reruns_the_running_trial_and_enqueues_nothing_again(make_searcher):
@@ -69,7 +83,10 @@ def test_a_resumed_searcher_reruns_the_running_trial_and_enqueues_nothing_again(
     rerun, fresh = second.suggest("tune_a"), second.suggest("tune_b")
     assert (rerun[TRIAL_ID_KEY], rerun[ARM_KEY], _settings(rerun)) == ("trial_0002", "control", {"seed": 1})
     assert (fresh[TRIAL_ID_KEY], fresh[ARM_KEY], _settings(fresh)) == (
-        "trial_0003", "sgd", {"optimizer.quantum_weight": 0.5, "seed": 1})
+        "trial_0003",
+        "sgd",
+        {"optimizer.quantum_weight": 0.5, "seed": 1},
+    )
     assert second.suggest("tune_c") == StudySearcher.FINISHED
     _complete(second, "tune_a", 2.1)
     _complete(second, "tune_b", 1.6)
@@ -85,8 +102,13 @@ def test_a_resumed_searcher_reruns_the_running_trial_and_enqueues_nothing_again(
 def test_a_search_study_still_enqueues_its_baselines_first(tmp_path):
     space = {"optimizer.quantum_weight": optuna.distributions.FloatDistribution(0.0, 1.0)}
     searcher = StudySearcher(
-        study_name="search", storage_url=f"sqlite:///{tmp_path / 'optuna.db'}", space=space,
-        sampler=optuna.samplers.RandomSampler(seed=0), metric="eval_loss", mode="min", num_samples=2,
+        study_name="search",
+        storage_url=f"sqlite:///{tmp_path / 'optuna.db'}",
+        space=space,
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        metric="eval_loss",
+        mode="min",
+        num_samples=2,
         baselines=[{"optimizer.quantum_weight": 0.0, "optimizer.response": "none"}],
     )
     baseline, sampled = searcher.suggest("t0"), searcher.suggest("t1")

@@ -10,16 +10,32 @@ from qstudy.tracking import StudyTracker
 
 
 def test_a_comparison_summary_has_arm_and_seed_columns_and_no_best(tmp_path):
-    study = StudyConfig.model_validate({
-        "name": "cmp", "arms": {"sgd": {"optimizer.quantum_weight": 0.5}, "control": {}}, "seeds": [4, 5],
-        "trial": {"optimizer": {"quantum_weight": 0.0}},
-    })
+    study = StudyConfig.model_validate(
+        {
+            "name": "cmp",
+            "arms": {"sgd": {"optimizer.quantum_weight": 0.5}, "control": {}},
+            "seeds": [4, 5],
+            "trial": {"optimizer": {"quantum_weight": 0.0}},
+        }
+    )
     columns = _columns(study)
     assert columns == ["arm", "seed", "optimizer.quantum_weight"]
-    paths = {"optuna_url": f"sqlite:///{tmp_path / 'optuna.db'}", "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
-             "output": str(tmp_path)}
-    searcher = StudySearcher("cmp", paths["optuna_url"], {}, optuna.samplers.TPESampler(seed=0), "eval_loss", "min",
-                             study.num_samples, [], study.comparison_trials())
+    paths = {
+        "optuna_url": f"sqlite:///{tmp_path / 'optuna.db'}",
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "output": str(tmp_path),
+    }
+    searcher = StudySearcher(
+        "cmp",
+        paths["optuna_url"],
+        {},
+        optuna.samplers.TPESampler(seed=0),
+        "eval_loss",
+        "min",
+        study.num_samples,
+        [],
+        study.comparison_trials(),
+    )
     for i, value in enumerate([2.0, 1.5, 2.5, 1.25]):
         searcher.suggest(f"t{i}")
         searcher.on_trial_complete(f"t{i}", {"eval_loss": value, "step": 6, "status": "completed"})
@@ -27,8 +43,11 @@ def test_a_comparison_summary_has_arm_and_seed_columns_and_no_best(tmp_path):
     tracker.start_study({}, {})
     summary = _summary(study, searcher, tracker, paths, "cmp.yaml", columns, {})
     assert [(r["trial"], r["arm"], r["seed"], r["eval_loss"]) for r in summary["trials"]] == [
-        ("trial_0000", "control", 4, 2.0), ("trial_0001", "sgd", 4, 1.5),
-        ("trial_0002", "control", 5, 2.5), ("trial_0003", "sgd", 5, 1.25)]
+        ("trial_0000", "control", 4, 2.0),
+        ("trial_0001", "sgd", 4, 1.5),
+        ("trial_0002", "control", 5, 2.5),
+        ("trial_0003", "sgd", 5, 1.25),
+    ]
     assert summary["best"] is None  # trial_0003 is the lowest: one lucky seed, not an answer
     lines = summary["text"].splitlines()
     header = next(line for line in lines if line.startswith("trial"))
@@ -44,5 +63,6 @@ def test_a_comparison_summary_has_arm_and_seed_columns_and_no_best(tmp_path):
     assert f"- [the study's trials](/#/experiments/{eid}/runs?workflowType=machine_learning)" in md.splitlines()
     # The terminal gets the UI's links at 127.0.0.1:5000 (what `qstudy ui` serves).
     assert f"  runs:    http://127.0.0.1:5000/#/experiments/{eid}/runs?workflowType=machine_learning" in lines
-    assert summary["links"]["study"] == (f"http://127.0.0.1:5000/#/experiments/{eid}/runs/{tracker.parent_run_id}"
-                                         "?workflowType=machine_learning")
+    assert summary["links"]["study"] == (
+        f"http://127.0.0.1:5000/#/experiments/{eid}/runs/{tracker.parent_run_id}?workflowType=machine_learning"
+    )

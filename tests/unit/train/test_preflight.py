@@ -28,12 +28,16 @@ def test_malformed_jsonl_line_is_reported_with_its_number(tmp_path):
 
 def test_model_path_missing_or_not_llama(tmp_path):
     trial = TrialConfig.model_validate({"model": {"path": str(tmp_path / "nope")}})
-    assert check_paths(trial, "s.yaml") == [f"s.yaml: model.path: no such checkpoint directory, got {str(tmp_path / 'nope')!r}"]
+    assert check_paths(trial, "s.yaml") == [
+        f"s.yaml: model.path: no such checkpoint directory, got {str(tmp_path / 'nope')!r}"
+    ]
     (tmp_path / "gpt").mkdir()
     (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     trial = TrialConfig.model_validate({"model": {"path": str(tmp_path / "gpt")}})
     (problem,) = check_paths(trial, "s.yaml")
-    assert problem.startswith("s.yaml: model.path: must be a Llama checkpoint (model_type 'llama'), got model_type 'gpt2'")
+    assert problem.startswith(
+        "s.yaml: model.path: must be a Llama checkpoint (model_type 'llama'), got model_type 'gpt2'"
+    )
     (tmp_path / "empty").mkdir()
     trial = TrialConfig.model_validate({"model": {"path": str(tmp_path / "empty")}})
     (problem,) = check_paths(trial, "s.yaml")
@@ -44,13 +48,22 @@ def test_paths_expand_home_and_variables_and_say_which_variable_is_unset(tmp_pat
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GSM8K_DIR", str(tmp_path / "gsm8k"))
     monkeypatch.delenv("QSTUDY_NOT_SET", raising=False)
-    trial = TrialConfig.model_validate({"model": {"path": "~/models/x"},
-                                        "data": {"task": "gsm8k", "train_path": "${GSM8K_DIR}/train.jsonl",
-                                                 "eval_path": "$QSTUDY_NOT_SET/test.jsonl"}})
+    trial = TrialConfig.model_validate(
+        {
+            "model": {"path": "~/models/x"},
+            "data": {
+                "task": "gsm8k",
+                "train_path": "${GSM8K_DIR}/train.jsonl",
+                "eval_path": "$QSTUDY_NOT_SET/test.jsonl",
+            },
+        }
+    )
     assert trial.model.path == f"{tmp_path}/models/x" and trial.data.train_path == f"{tmp_path}/gsm8k/train.jsonl"
     problems = check_paths(trial, "s.yaml")
-    assert problems[1] == ("s.yaml: data.eval_path: no such file or directory, got '$QSTUDY_NOT_SET/test.jsonl' "
-                           "(environment variable QSTUDY_NOT_SET not set)")
+    assert problems[1] == (
+        "s.yaml: data.eval_path: no such file or directory, got '$QSTUDY_NOT_SET/test.jsonl' "
+        "(environment variable QSTUDY_NOT_SET not set)"
+    )
 
 
 def test_a_packaged_models_missing_checkpoint_says_how_to_fetch_it(tmp_path, monkeypatch):

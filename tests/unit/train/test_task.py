@@ -54,13 +54,17 @@ def test_eval_loss_is_the_mean_over_scored_tokens_for_any_split():
         torch.manual_seed(0)
         model = build_model(trial, task).eval()
         for world in (1, 2):
-            sums = [sum(column) for column in zip(*(eval_sums(model, task, r, world, torch.device("cpu")) for r in range(world)))]
+            sums = [
+                sum(column)
+                for column in zip(*(eval_sums(model, task, r, world, torch.device("cpu")) for r in range(world)))
+            ]
             losses[micro, world] = sums[0] / sums[1]
     # the same mean computed directly from all held-out tokens at once
     with torch.no_grad():
         logits = model(input_ids=task.eval["input_ids"], attention_mask=task.eval["attention_mask"]).logits
     labels = task.eval["labels"][:, 1:]
-    direct = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+    direct = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
+    )
     for value in losses.values():
         assert value == pytest.approx(float(direct), rel=1e-5)
-

@@ -23,7 +23,7 @@ def test_checkpoints_are_written_in_place_on_the_run_storage(tmp_path, monkeypat
         assert directory == str(tmp_path / "run" / "checkpoint_step00000012")
         (tmp_path / "run" / "checkpoint_step00000012" / "shard").write_text("x")
         report({"step": 12})
-    (metrics, kwargs), = reports
+    ((metrics, kwargs),) = reports
     assert metrics == {"step": 12}
     assert kwargs["checkpoint_upload_mode"] == CheckpointUploadMode.NO_UPLOAD
     assert kwargs["checkpoint_dir_name"] == "checkpoint_step00000012"
@@ -43,7 +43,9 @@ def test_learning_rate_warms_up_then_holds_or_decays_linearly_to_zero():
     assert lrs() == [1.0] * 10
     assert lrs(warmup_steps=4) == [0.25, 0.5, 0.75] + [1.0] * 7
     # transformers' get_linear_schedule_with_warmup over 10 steps, 1-based: 1/w, ..., 1, then (T - s + 1)/(T - w)
-    assert lrs(warmup_steps=2, lr_schedule="linear") == pytest.approx([0.5, 1.0, *[(10 - s + 1) / 8 for s in range(3, 11)]])
+    assert lrs(warmup_steps=2, lr_schedule="linear") == pytest.approx(
+        [0.5, 1.0, *[(10 - s + 1) / 8 for s in range(3, 11)]]
+    )
     assert lrs(lr_schedule="linear")[0] == 1.0 and lrs(lr_schedule="linear")[-1] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="lr_schedule"):
         TrialConfig.model_validate({"optimizer": {"lr_schedule": "cosine"}})
