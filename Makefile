@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 export DS_ACCELERATOR ?= cpu
 # Runs with the venv's tools first on PATH: DeepSpeed's JIT ops rebuild whenever the
-# `ninja` on PATH changes (FIELD-NOTES), and the Ray nodes the tests start use the venv's.
+# `ninja` on PATH changes (docs/stack-notes.md#jit-built-ops-and-ninja), and the Ray nodes the tests start use the venv's.
 IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
-# One JIT-extension cache per checkout, so DeepSpeed's ops build once (FIELD-NOTES).
+# One JIT-extension cache per checkout, so DeepSpeed's ops build once (docs/stack-notes.md#jit-built-ops-and-ninja).
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.torch_extensions
 
 .PHONY: venv browser models lint test test-unit sweep bench clean

@@ -85,7 +85,7 @@ def main() -> None:
     from qstudy.config import load_study_config
     from qstudy.plan import estimate_memory
 
-    study = load_study_config(args.space, check_paths=False)
+    study = load_study_config(args.space, check_paths=None)
     extra = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     cuda = torch.cuda.is_available()
     if not cuda and not args.plan_only:

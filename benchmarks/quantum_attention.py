@@ -1,4 +1,4 @@
-"""Training-step cost of the quantum attention (DESIGN §3) relative to stock SDPA Llama.
+"""Training-step cost of the quantum attention (docs/design.md §3) relative to stock SDPA Llama.
 
     .venv/bin/python benchmarks/quantum_attention.py              # default: 1 thread, 15 rounds
     .venv/bin/python benchmarks/quantum_attention.py --threads 2 --rounds 25

@@ -26,8 +26,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from qstudy.config import load_study_config
+    from qstudy.train import check_paths
 
-    study = load_study_config(args.config)
+    study = load_study_config(args.config, check_paths=check_paths)
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         t0 = time.time()

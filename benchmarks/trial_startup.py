@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from qstudy.config import load_trial_config
-from qstudy.train import init_ray, run_trial, worker_env
+from qstudy.train import check_paths, init_ray, run_trial, worker_env
 
 PARTS = [
     ("startup_worker_entry_s", "submit -> worker entry (Ray worker group, placement)"),
@@ -37,7 +37,7 @@ def main() -> None:
         "--config", default=str(Path(__file__).resolve().parent.parent / "search_spaces" / "trial_tiny.yaml")
     )
     args = parser.parse_args()
-    trial = load_trial_config(args.config)
+    trial = load_trial_config(args.config, check_paths=check_paths)
     trial = trial.model_copy(update={"train": trial.train.model_copy(update={"max_steps": args.steps})})
     print(
         f"{datetime.date.today()} {platform.node()}, {trial.model.preset}, {trial.resources.num_workers} worker(s), {trial.deepspeed.preset}"

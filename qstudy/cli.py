@@ -123,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from qstudy.config import load_trial_config
 
-    trial = load_trial_config(args.file, check_paths=False)  # run_trial checks the paths and the cluster
+    trial = load_trial_config(args.file, check_paths=None)  # run_trial checks the paths and the cluster
     from qstudy.train import run_trial
 
     # A fresh name per run: Ray Train resumes a run whose name and storage path exist, so
@@ -136,8 +136,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from qstudy.config import load_study_config
+    from qstudy.train import check_paths
 
-    study = load_study_config(args.file)  # every input problem, before Ray or MLflow
+    study = load_study_config(args.file, check_paths=check_paths)  # every input problem, before Ray or MLflow
     from qstudy.study import run_study
 
     summary = run_study(study, source=args.file, address=args.address)
@@ -148,7 +149,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from qstudy.config import load_study_config
 
-    study = load_study_config(args.file, check_paths=False)  # the report reads stores, not data files
+    study = load_study_config(args.file, check_paths=None)  # the report reads stores, not data files
     from qstudy.report import write_report
 
     write_report(
@@ -184,7 +185,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     from qstudy.study import study_paths
     from qstudy.tracking import is_server_uri, study_links, ui_base_url, ui_command
 
-    study = load_study_config(args.file, check_paths=False)
+    study = load_study_config(args.file, check_paths=None)
     uri = study_paths(study)["tracking_uri"]
     links = study_links(uri, study.experiment_name, study.name, ui_base_url(uri, args.port))
     page = links.get("runs", links["ui"])
@@ -245,9 +246,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         cpu_memory_gib=args.cpu_memory_gib,
     )
     if is_study_file(load_yaml(args.file)):
-        rows = plan_study(load_study_config(args.file, check_paths=False), **cluster)
+        rows = plan_study(load_study_config(args.file, check_paths=None), **cluster)
     else:
-        trial = load_trial_config(args.file, check_paths=False)
+        trial = load_trial_config(args.file, check_paths=None)
         rows = [PlanRow("trial", trial, estimate_memory(trial, **cluster))]
     host = "" if args.cpu_memory_gib is None else f", {args.cpu_memory_gib:g} GiB host memory"
     print(
@@ -262,14 +263,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from qstudy.config import is_study_file, load_study_config, load_trial_config, load_yaml
 
+    checks = None
+    if args.check_paths:
+        from qstudy.train import check_paths as checks
     if not is_study_file(load_yaml(args.file)):
-        trial = load_trial_config(args.file, check_paths=args.check_paths)
+        trial = load_trial_config(args.file, check_paths=checks)
         print(
             f"{args.file}: ok — trial config, {trial.train.max_steps} steps, {trial.resources.num_workers} worker(s)"
             + ("" if args.check_paths else " (paths not checked)")
         )
         return 0
-    study = load_study_config(args.file, check_paths=args.check_paths)
+    study = load_study_config(args.file, check_paths=checks)
     baselines = (
         f" ({len(study.baselines)} baseline{'s' if len(study.baselines) != 1 else ''} first)" if study.baselines else ""
     )

@@ -1,4 +1,4 @@
-"""Models of a trial: the quantum attention of DESIGN §3 installed into HuggingFace Llama.
+"""Models of a trial: the quantum attention of docs/design.md §3 installed into HuggingFace Llama.
 
 The layer is registered in transformers' ``AttentionInterface`` under the name
 ``qstudy_quantum`` (no copy of Llama's modeling code): every attention module chosen by
@@ -31,8 +31,7 @@ import torch
 from torch import nn
 
 from qstudy._llama_presets import LLAMA_PRESETS, llama_config_kwargs
-from qstudy.quantum import quantum_attention, response_series
-from qstudy.quantum._attention_circuit import check_circuit_size, check_simulator
+from qstudy.quantum import check_circuit_size, check_simulator, quantum_attention, response_series
 
 __all__ = [
     "LLAMA_PRESETS",
@@ -219,7 +218,7 @@ def install_quantum_attention(
     seed: int = 0,
     compile: bool = False,
 ) -> nn.Module:
-    """Installs the quantum attention of DESIGN §3 into a HuggingFace Llama, in place.
+    """Installs the quantum attention of docs/design.md §3 into a HuggingFace Llama, in place.
 
     In each chosen layer, for every scaled score s = q·k/√d_head (before the mask):
     logit = s + γ_h·Φ(s), Φ the response of an (n_qubits, circuit_depth) circuit with trainable

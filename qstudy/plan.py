@@ -335,7 +335,7 @@ def _model_states_bytes(preset: str, params: int, largest: int, gpus_per_node: i
 def _zero3_sub_group_size(trial) -> int:
     """The ``sub_group_size`` the trial's DeepSpeed config gives ZeRO-3: its own value, else
     DeepSpeed's default."""
-    from qstudy.train._deepspeed_config import deepspeed_config
+    from qstudy.train import deepspeed_config
 
     zero = deepspeed_config(trial, use_gpu=True)["zero_optimization"]
     if "sub_group_size" in zero:

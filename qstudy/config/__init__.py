@@ -4,6 +4,7 @@ from qstudy.config._claims import CLAIM_MEASURES, ClaimConfig, PaperGap
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import format_validation_error, load_yaml, validate
 from qstudy.config._study import (
+    CONTROL_ARM,
     OBJECTIVE_METRICS,
     SAMPLERS,
     ObjectiveConfig,
@@ -23,6 +24,7 @@ from qstudy.config._trial import (
     DeepSpeedConfig,
     ModelConfig,
     OptimizerConfig,
+    PathCheck,
     QuantumConfig,
     ResourcesConfig,
     TrainConfig,
@@ -32,6 +34,8 @@ from qstudy.config._trial import (
 
 __all__ = [
     "CLAIM_MEASURES",
+    "CONTROL_ARM",
+    "PathCheck",
     "ClaimConfig",
     "PaperGap",
     "ConfigError",

@@ -39,7 +39,7 @@ from qstudy.config._loader import (
     touches,
     validate_partial,
 )
-from qstudy.config._trial import TrialConfig, path_problems
+from qstudy.config._trial import PathCheck, TrialConfig
 
 __all__ = [
     "CONTROL_ARM",
@@ -163,12 +163,6 @@ class TrackingConfig(_Strict):
     )
     experiment: str | None = Field(None, description="MLflow experiment (None: the study name)")
 
-    def absolute_uri(self, base_dir: str | Path | None = None) -> str:
-        """``uri`` with a relative file path made absolute (``qstudy.tracking.absolute_tracking_uri``)."""
-        from qstudy.tracking import absolute_tracking_uri  # path logic only: no mlflow import
-
-        return absolute_tracking_uri(self.uri, base_dir)
-
 
 class ParamSpec(_Strict):
     """One searched setting, mirroring ``optuna.distributions``."""
@@ -267,16 +261,6 @@ class ParamSpec(_Strict):
         if self.type == "categorical":
             return value in self.choices
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
-
-    def to_optuna(self):
-        """The ``optuna.distributions`` object of this space."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        if self.type == "categorical":
-            return CategoricalDistribution(self.choices)
-        if self.type == "int":
-            return IntDistribution(self.low, self.high, log=self.log, step=self.step or 1)
-        return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
 
 
 class ConfirmConfig(_Strict):
@@ -408,38 +392,10 @@ class StudyConfig(_Strict):
         """The MLflow experiment: ``tracking.experiment``, else the study name."""
         return self.tracking.experiment or self.name
 
-    def tracking_uri_absolute(self, base_dir: str | Path | None = None) -> str:
-        """The tracking URI with a relative sqlite / file path made absolute against ``base_dir``
-        (default: the current directory). Ray changes trials' working directories, so the
-        driver must always hand MLflow an absolute URI."""
-        return self.tracking.absolute_uri(base_dir)
-
     def storage_path_absolute(self, base_dir: str | Path | None = None) -> str:
         """``storage_path`` made absolute against ``base_dir`` (default: the current directory)."""
         path = Path(self.storage_path).expanduser()
         return str(path if path.is_absolute() else (Path(base_dir or Path.cwd()) / path).resolve())
-
-    def optuna_space(self) -> dict[str, Any]:
-        """The searched settings as ``optuna.distributions``, keyed by dotted path."""
-        return {key: spec.to_optuna() for key, spec in self.space.items()}
-
-    def build_sampler(self):
-        """The Optuna sampler of ``sampler:``, its parameter names the dotted paths."""
-        import optuna
-
-        cfg = self.sampler
-        startup = {} if cfg.n_startup_trials is None else {"n_startup_trials": cfg.n_startup_trials}
-        if cfg.type == "tpe":
-            return optuna.samplers.TPESampler(seed=cfg.seed, **startup)
-        if cfg.type == "gp":
-            return optuna.samplers.GPSampler(seed=cfg.seed, **startup)
-        if cfg.type == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=cfg.seed, **startup)
-        if cfg.type == "random":
-            return optuna.samplers.RandomSampler(seed=cfg.seed)
-        if cfg.type == "qmc":
-            return optuna.samplers.QMCSampler(seed=cfg.seed)
-        return optuna.samplers.GridSampler({key: spec.grid_values() for key, spec in self.space.items()}, seed=cfg.seed)
 
     def grid_size(self) -> int | None:
         """Points of the space's grid (product of every entry's values); None if not finite."""
@@ -451,7 +407,7 @@ class StudyConfig(_Strict):
         """ASHA's last rung in optimizer steps: ``scheduler.max_t``, else ``train.max_steps``.
 
         ASHA's time is the reported ``step``, not Tune's ``training_iteration``, which
-        keeps counting across a worker restart (FIELD-NOTES) and would misplace rungs.
+        keeps counting across a worker restart (docs/stack-notes.md#worker-restarts-and-training_iteration) and would misplace rungs.
         """
         return self.scheduler.max_t or self.trial.train.max_steps
 
@@ -1017,14 +973,14 @@ def _validate(data: dict[str, Any], source: str | Path) -> tuple[StudyConfig | N
     return None, trial, [format_line(source, key, message) for key, message in problems]
 
 
-def load_study_config(path: str | Path, check_paths: bool = True) -> StudyConfig:
+def load_study_config(path: str | Path, check_paths: PathCheck | None = None) -> StudyConfig:
     """Loads and validates a study file; raises one ConfigError listing every problem.
 
     Args:
         path: the study YAML (``search_spaces/*.yaml``).
-        check_paths: also check the fixed trial's data files and model checkpoint on this
-            machine (``qstudy.train._preflight.check_paths``); off to validate a cluster
-            study on a laptop.
+        check_paths: checks of the fixed trial's data files and model checkpoint on this
+            machine (``qstudy.train.check_paths``), reported with the file's other
+            problems; None to validate a cluster study on a laptop.
 
     Returns:
         The validated StudyConfig; ``name`` defaults to the file's stem.
@@ -1036,7 +992,7 @@ def load_study_config(path: str | Path, check_paths: bool = True) -> StudyConfig
     data = _with_derived_num_samples(data)
     study, trial, lines = _validate(data, path)
     if check_paths and trial is not None:
-        lines += path_problems(trial, path, prefix="trial.")
+        lines += check_paths(trial, str(path), "trial.")
     if lines:
         raise ConfigError(lines)
     return study

@@ -9,6 +9,7 @@ data, training schedule, DeepSpeed preset and resources. A study's `trial:` sect
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -62,7 +63,7 @@ class ModelConfig(_Strict):
 
 
 class QuantumConfig(_Strict):
-    enabled: bool = Field(True, description="install the quantum attention layer (DESIGN §3)")
+    enabled: bool = Field(True, description="install the quantum attention layer (docs/design.md §3)")
     n_qubits: int = Field(4, ge=1, le=12, description="qubits of the attention response circuit")
     circuit_depth: int = Field(2, ge=1, description="layers of the attention response circuit")
     simulator: Literal["torch", "aer"] = Field("torch", description="torch statevector (fast) or Qiskit Aer")
@@ -198,14 +199,20 @@ class TrialConfig(_Strict):
         return self.train.global_batch_size // (self.train.micro_batch_size * self.resources.num_workers)
 
 
-def load_trial_config(path: str | Path, check_paths: bool = True) -> TrialConfig:
+# Checks of a trial that need this machine's files (``qstudy.train.check_paths``): the
+# caller passes them in, so config stays below train and still reports every problem at once.
+PathCheck = Callable[[TrialConfig, str, str], list[str]]
+
+
+def load_trial_config(path: str | Path, check_paths: PathCheck | None = None) -> TrialConfig:
     """Loads and validates a trial YAML file (``qstudy train FILE``); raises one ConfigError
     listing every problem.
 
     Args:
         path: the trial YAML.
-        check_paths: also check the data files and model checkpoint on this machine
-            (``qstudy.train._preflight.check_paths``); off to validate a cluster trial on a laptop.
+        check_paths: checks of the data files and model checkpoint on this machine
+            (``qstudy.train.check_paths``), reported with the file's other problems; None
+            to validate a cluster trial on a laptop.
     """
     data = load_yaml(path)
     try:
@@ -214,20 +221,7 @@ def load_trial_config(path: str | Path, check_paths: bool = True) -> TrialConfig
         trial, problems, _ = validate_partial(TrialConfig, data)
         lines = [format_line(path, key, message) for key, message in problems]
     if check_paths and trial is not None:
-        lines += path_problems(trial, path)
+        lines += check_paths(trial, str(path), "")
     if lines:
         raise ConfigError(lines)
     return trial
-
-
-def path_problems(trial: TrialConfig, source: str | Path, prefix: str = "") -> list[str]:
-    """The trial's data-file and checkpoint problems on this machine (``qstudy.train._preflight``).
-
-    ``trial`` may be one built from what validated: a value that failed holds its default
-    there (no path), so a bad path value is not reported twice.
-    """
-    # Import here: config sits below train in the import order; this is the one place that
-    # reaches up, for checks that need the file system.
-    from qstudy.train._preflight import check_paths
-
-    return check_paths(trial, str(source), prefix=prefix)

@@ -2,7 +2,7 @@
 
 DeepSpeed hands a client optimizer flat fp32 partitions instead of the model's
 parameters. So that ``scope="leading"`` and the ``circuit``/``gaussian`` responses act on
-the same coordinates as a run without DeepSpeed (DESIGN §2), :func:`bind_deepspeed` reads
+the same coordinates as a run without DeepSpeed (docs/design.md §2), :func:`bind_deepspeed` reads
 each partition's place in its group from the ZeRO optimizer and declares it with
 :meth:`SuperpositionalAdamW.set_layout`. No DeepSpeed import: the wrapper is read by its
 attributes, and a wrapper this module does not know is refused with a clear error.

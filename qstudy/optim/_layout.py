@@ -1,4 +1,4 @@
-"""Which model coordinates a tensor the optimizer steps holds (DESIGN §2).
+"""Which model coordinates a tensor the optimizer steps holds (docs/design.md §2).
 
 Coordinates are numbered by flattening each param group's trainable parameters in
 order. Without DeepSpeed a parameter tensor holds one contiguous run of its group's

@@ -5,7 +5,12 @@ Depends on torch and qiskit only (never ray, mlflow, deepspeed or transformers).
 """
 
 from qstudy.quantum._attention import aer_parity, attention_response, quantum_attention, response_series
-from qstudy.quantum._attention_circuit import attention_circuit, bind_attention_circuit
+from qstudy.quantum._attention_circuit import (
+    attention_circuit,
+    bind_attention_circuit,
+    check_circuit_size,
+    check_simulator,
+)
 from qstudy.quantum._circuits import cnot_ring_pairs
 from qstudy.quantum._optimizer_circuit import MAX_OPTIMIZER_QUBITS, optimizer_circuit, optimizer_response
 
@@ -15,6 +20,8 @@ __all__ = [
     "attention_circuit",
     "attention_response",
     "bind_attention_circuit",
+    "check_circuit_size",
+    "check_simulator",
     "quantum_attention",
     "response_series",
     "cnot_ring_pairs",

@@ -1,4 +1,4 @@
-"""The quantum attention response Φ(s) and the attention with logit = s + γ_h·Φ(s) (DESIGN §3).
+"""The quantum attention response Φ(s) and the attention with logit = s + γ_h·Φ(s) (docs/design.md §3).
 
 Per call the circuit is simulated at nd+1 sample points only (torch or Aer); every score
 is then evaluated on the exact Fourier series, so the circuit cost depends on (n, d) and
@@ -36,7 +36,7 @@ def response_series(a: torch.Tensor, b: torch.Tensor, simulator: str = "torch") 
 
 
 def attention_response(s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, simulator: str = "torch") -> torch.Tensor:
-    """Φ(s) of DESIGN §3, elementwise, for any tensor of scores s.
+    """Φ(s) of docs/design.md §3, elementwise, for any tensor of scores s.
 
     |ψ(s)⟩ = Π_l [CNOT_ring · ⊗_q R_Z(b[l,q]) R_Y(s + a[l,q])] · H^{⊗n}|0…0⟩,
     Φ(s) = Re(Σ_k ψ_k(s)) / 2^{n/2}. The circuit is simulated at n·d+1 points and Φ is

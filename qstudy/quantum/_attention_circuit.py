@@ -1,4 +1,4 @@
-"""The attention response circuit of DESIGN §3: Qiskit builder, torch and Aer simulators.
+"""The attention response circuit of docs/design.md §3: Qiskit builder, torch and Aer simulators.
 
 |ψ(s)⟩ = Π_{l=1..d} [ CNOT_ring · ⊗_q R_Z(b[l,q]) R_Y(s + a[l,q]) ] · H^{⊗n} |0…0⟩
 Φ(s)   = Re( Σ_k ψ_k(s) ) / 2^{n/2}
@@ -64,7 +64,7 @@ def check_angles(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int]:
 
 # ----------------------------------------------------------------------------- Qiskit
 def attention_circuit(n_qubits: int, depth: int):
-    """Builds the attention response circuit of DESIGN §3 as a Qiskit ``QuantumCircuit``.
+    """Builds the attention response circuit of docs/design.md §3 as a Qiskit ``QuantumCircuit``.
 
     Layer l applies R_Y(s + a[l,q]) then R_Z(b[l,q]) on every qubit q, then the CNOT ring
     (`cnot_ring_pairs`), after an initial H on every qubit. Qubit q is Qiskit's qubit q.

@@ -1,4 +1,4 @@
-"""Shared circuit conventions: the CNOT ring used by every qstudy circuit (DESIGN §2, §3)."""
+"""Shared circuit conventions: the CNOT ring used by every qstudy circuit (docs/design.md §2, §3)."""
 
 from __future__ import annotations
 

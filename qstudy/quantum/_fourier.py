@@ -1,4 +1,4 @@
-"""Exact Fourier series of the attention response (DESIGN §3).
+"""Exact Fourier series of the attention response (docs/design.md §3).
 
 s enters the circuit through n·d gates R_Y(s + a), each e^{∓is/2} linear in the state,
 so the amplitude sum is Σ_λ c_λ e^{iλs} with λ ∈ {-nd/2, …, nd/2} (nd+1 frequencies,

@@ -1,4 +1,4 @@
-"""The optimizer's response circuit (DESIGN §2, ``response="circuit"``).
+"""The optimizer's response circuit (docs/design.md §2, ``response="circuit"``).
 
 An ``n_qubits`` register encodes ``n_qubits`` consecutive parameter coordinates x:
 

@@ -18,7 +18,7 @@ import math
 import statistics
 from typing import Any
 
-from qstudy.config._study import CONTROL_ARM
+from qstudy.config import CONTROL_ARM
 
 __all__ = ["confirm_trials", "rank_confirmed", "select_confirm", "top_arms"]
 

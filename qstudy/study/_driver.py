@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qstudy.tracking import absolute_tracking_uri
+
 __all__ = ["run_study", "study_paths"]
 
 # A trial's driver (the Tune function that runs its TorchTrainer) reserves no CPU: its
@@ -25,7 +27,7 @@ def study_paths(study, base_dir: str | Path | None = None) -> dict[str, str]:
         "storage_path": storage,
         "output": str(out),
         "optuna_url": f"sqlite:///{out / 'optuna.db'}",
-        "tracking_uri": study.tracking_uri_absolute(base_dir),
+        "tracking_uri": absolute_tracking_uri(study.tracking.uri, base_dir),
     }
 
 
@@ -72,25 +74,26 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     from qstudy.study._relog import check_runs_known, relog_trials, trial_records
     from qstudy.study._searcher import CONFIRM_PHASE, StudySearcher, trial_name
     from qstudy.tracking import StudyTracker
-    from qstudy.train import init_ray, worker_env
-    from qstudy.train._preflight import check_placement, raise_if
+    from qstudy.train import check_placement, init_ray, raise_problems, worker_env
 
     # Train-only reports carry no eval metrics; ASHA skips those and acts on eval reports.
     # Tune's driver-side check would otherwise end the study at the first train report.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     init_ray(address, worker_env(study.trial))
-    raise_if(check_placement(study.trial, source, prefix="trial."))
+    raise_problems(check_placement(study.trial, source, prefix="trial."))
     from qstudy.plan import check_fits_on_ray
 
-    raise_if(check_fits_on_ray(study, source))  # GPU memory per trial shape; CPU-only: nothing to check
+    raise_problems(check_fits_on_ray(study, source))  # GPU memory per trial shape; CPU-only: nothing to check
 
     Path(paths["output"]).mkdir(parents=True, exist_ok=True)
-    space = study.optuna_space()
+    from qstudy.study._space import build_sampler, optuna_space
+
+    space = optuna_space(study)
     searcher = StudySearcher(
         study_name=study.name,
         storage_url=paths["optuna_url"],
         space=space,
-        sampler=study.build_sampler(),
+        sampler=build_sampler(study),
         metric=study.objective.metric,
         mode=study.objective.mode,
         num_samples=study.num_samples,

@@ -1,7 +1,7 @@
 """The study's Tune searcher: an Optuna study in SQLite is the record of every trial.
 
 Ray's ``OptunaSearch`` keeps its Optuna study inside Tune's experiment state and tells
-trials stopped early as COMPLETE (FIELD-NOTES). qstudy instead keeps the Optuna study in
+trials stopped early as COMPLETE (docs/stack-notes.md#optuna-through-optunasearch). qstudy instead keeps the Optuna study in
 its own storage (SQLite beside the study's output, readable with Optuna's tools) and:
 
 - numbers trials by Optuna trial number (``trial_0003``): the same id in Ray, MLflow and

@@ -1,6 +1,6 @@
 """The Tune trainable of a study: one sampled point -> one Ray Train run.
 
-Module-level and importable (not ``__main__``): FIELD-NOTES measured trial start to
+Module-level and importable (not ``__main__``): docs/stack-notes.md#importable-trial-functions records trial start to
 worker entry falling from 49 s to 32 s that way.
 """
 
@@ -57,7 +57,7 @@ def run_study_trial(config: dict[str, Any]) -> None:
 def _drain_reports() -> None:
     """Waits until Tune has taken the Train run's last report.
 
-    FIELD-NOTES: about 1 trial in 16 stayed RUNNING for good when the trial function
+    docs/stack-notes.md#the-last-report-at-trial-end: about 1 trial in 16 stayed RUNNING for good when the trial function
     returned while the last Train→Tune report was still blocked in the size-1 queue's
     ``put``; waiting for the queue to drain avoided it.
     """

@@ -39,7 +39,7 @@ def deepspeed_config(trial: TrialConfig, use_gpu: bool) -> dict[str, Any]:
     bf16 on GPU and fp32 on CPU unless ``model.dtype`` says otherwise (bf16 is about 2x
     slower than fp32 on CPU); the client optimizer is SuperpositionalAdamW, so
     ``zero_allow_untested_optimizer`` and, for offload, ``zero_force_ds_cpu_optimizer:
-    false`` (FIELD-NOTES).
+    false`` (docs/stack-notes.md#accelerator-and-client-optimizer-flags).
     """
     preset = trial.deepspeed.preset
     stage = zero_stage(preset)

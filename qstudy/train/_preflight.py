@@ -8,7 +8,7 @@ from pathlib import Path
 
 from qstudy.config import ConfigError, TrialConfig
 
-__all__ = ["check_paths", "check_placement"]
+__all__ = ["check_paths", "check_placement", "raise_problems"]
 
 
 def check_paths(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
@@ -113,6 +113,6 @@ def check_placement(trial: TrialConfig, source: str, prefix: str = "") -> list[s
     ]
 
 
-def raise_if(problems: list[str]) -> None:
+def raise_problems(problems: list[str]) -> None:
     if problems:
         raise ConfigError(problems)

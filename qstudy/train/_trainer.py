@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from qstudy.config import TrialConfig
-from qstudy.train._preflight import check_paths, check_placement, raise_if
+from qstudy.train._preflight import check_paths, check_placement, raise_problems
 
 __all__ = ["build_trainer", "run_trial", "init_ray", "worker_env"]
 
 
 def worker_env(trial: TrialConfig) -> dict[str, str]:
-    """Environment of every Ray process of a trial (FIELD-NOTES: these cut start-up and
+    """Environment of every Ray process of a trial (docs/stack-notes.md#report-pacing-and-start-up-settings: these cut start-up and
     report pacing; DeepSpeed needs its accelerator chosen before import)."""
     env = {
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"),
@@ -90,9 +90,9 @@ def run_trial(
 
     Every input problem is raised as a ConfigError before any Ray worker starts.
     """
-    raise_if(check_paths(trial, source))
+    raise_problems(check_paths(trial, source))
     init_ray(address, worker_env(trial))
-    raise_if(check_placement(trial, source))
+    raise_problems(check_placement(trial, source))
     result = build_trainer(trial, name, storage_path).fit()
     metrics = dict(result.metrics or {})
     if result.error is not None:

@@ -1,6 +1,6 @@
 """SuperpositionalAdamW as DeepSpeed's client optimizer on CPU matches a run without DeepSpeed.
 
-DESIGN §2: under ZeRO the optimizer steps flat fp32 partitions, and ``bind_deepspeed``
+docs/design.md §2: under ZeRO the optimizer steps flat fp32 partitions, and ``bind_deepspeed``
 must make it perturb the same coordinates as without DeepSpeed. Two real worker processes
 (``_zero_worker.py``, gloo, ``DS_ACCELERATOR=cpu``) run every configuration — ZeRO stages
 0-3, ZeRO-Offload of stages 2 and 3 with the client optimizer, scope ``leading``/``all``,
@@ -78,7 +78,7 @@ def zero_results(tmp_path_factory) -> dict:
         WORLD_SIZE=str(worker.WORLD_SIZE),
         LOCAL_SIZE=str(worker.WORLD_SIZE),
         OMP_NUM_THREADS="1",
-        # The venv's ninja first: a different ninja forces a rebuild of cached ops (FIELD-NOTES).
+        # The venv's ninja first: a different ninja forces a rebuild of cached ops (docs/stack-notes.md#jit-built-ops-and-ninja).
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
     )

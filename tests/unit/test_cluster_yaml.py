@@ -1,4 +1,4 @@
-"""cluster.yaml (DESIGN §4, Cluster) against Ray 2.60's own cluster-config checks, the
+"""cluster.yaml (docs/design.md §4, Cluster) against Ray 2.60's own cluster-config checks, the
 pins of pyproject.toml and the paths of the GPU study file. No cloud call: what `ray up`
 does before it touches AWS (prepare_config + validate_config), nothing after."""
 

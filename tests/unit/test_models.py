@@ -1,4 +1,4 @@
-"""The quantum attention installed into HuggingFace Llama (DESIGN §3)."""
+"""The quantum attention installed into HuggingFace Llama (docs/design.md §3)."""
 
 import copy
 

@@ -185,7 +185,7 @@ def test_cpu_trials_are_not_checked():
 
 
 def test_scaling_study_fits_one_node_per_trial():
-    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
+    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=None)
     rows = plan_study(study, gpus_per_node=8, gpu_memory_gib=80, nodes=1)
     presets = ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b"]
     # Each size with the quantum attention (the searched trials), then its AdamW + SDPA control.
@@ -217,7 +217,7 @@ def test_cli_prints_the_table(capsys, tmp_path):
 def test_check_fits_on_ray_reads_the_cluster(monkeypatch):
     import ray
 
-    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
+    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=None)
     cpu_only = [{"Alive": True, "Resources": {"CPU": 2.0}}]
     monkeypatch.setattr(ray, "nodes", lambda: cpu_only)
     assert check_fits_on_ray(study, "s.yaml") == []  # no GPU: a local run, not checked (and no probe)
@@ -252,7 +252,7 @@ def test_host_memory_is_checked_for_offload_presets_only():
 def test_check_fits_names_the_host_memory_problem(monkeypatch, capsys):
     import ray
 
-    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
+    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=None)
     # The searched 70B trials and the 70B AdamW + SDPA control both outgrow the host.
     searched, control = check_fits(study, 8, 80, nodes=1, source="s.yaml", cpu_memory_gib=1152)
     assert searched.startswith(

@@ -7,6 +7,7 @@ import pytest
 
 from qstudy.cli import main
 from qstudy.config import ConfigError, load_study_config, load_trial_config
+from qstudy.train import check_paths
 
 # Took three rounds of `qstudy validate` before it was clean: five problems, then three
 # more once those were fixed, then the last.
@@ -51,7 +52,7 @@ def _write(tmp_path, text, name):
 def test_the_issue_study_yields_all_nine_problems_at_once(tmp_path):
     path = _write(tmp_path, ISSUE_STUDY, "study.yaml")
     with pytest.raises(ConfigError) as err:
-        load_study_config(path)
+        load_study_config(path, check_paths=check_paths)
     assert err.value.problems == _issue_problems(path)
 
 
@@ -80,7 +81,7 @@ def test_a_failed_value_suppresses_only_the_checks_that_read_it(tmp_path):
         "study.yaml",
     )
     with pytest.raises(ConfigError) as err:
-        load_study_config(path)
+        load_study_config(path, check_paths=check_paths)
     assert err.value.problems == [
         f"{path}: objective.mode: input should be 'min' or 'max', got 'maximise'",
         f"{path}: scheduler.grace_period: input should be a valid integer, unable to parse string as an integer, "
@@ -127,11 +128,11 @@ def _trial_problems(path) -> list[str]:
 def test_a_trial_file_lists_its_problems_and_its_paths_at_once(tmp_path):
     path = _write(tmp_path, TRIAL, "trial.yaml")
     with pytest.raises(ConfigError) as err:
-        load_trial_config(path)
+        load_trial_config(path, check_paths=check_paths)
     missing = f"{path}: model.path: no such checkpoint directory, got '/nonexistent/ckpt'"
     assert err.value.problems == _trial_problems(path) + [missing]
     with pytest.raises(ConfigError) as err:
-        load_trial_config(path, check_paths=False)
+        load_trial_config(path, check_paths=None)
     assert err.value.problems == _trial_problems(path)
 
 

@@ -57,7 +57,7 @@ def test_file_loads_and_starts_with_its_command(path):
     rel = f"search_spaces/{path.name}"
     if path in STUDIES:
         # Cluster paths do not exist here: those studies are loaded with the path checks off.
-        study = load_study_config(path, check_paths=False)
+        study = load_study_config(path, check_paths=None)
         if not _has_paths(study):
             load_study_config(path)
         assert study.name == path.stem
@@ -72,7 +72,7 @@ def test_study_carries_a_true_control(path):
     """AdamW with SDPA attention (no quantum attention, λ = 0) as a fixed trial, and where
     the study's trials use the quantum attention, AdamW with it too: so the optimizer's
     and the attention's effects can be told apart."""
-    study = load_study_config(path, check_paths=False)
+    study = load_study_config(path, check_paths=None)
     fixed = _control_trials(study)
     assert any(_is_adamw(t) and not t.quantum.enabled for t in fixed), f"{path.name}: no AdamW + SDPA control"
     if study.trial.quantum.enabled:
@@ -103,7 +103,7 @@ def test_smoke_study_fits_a_laptop():
 
 
 def test_paper_gsm8k_is_one_epoch_on_gpus():
-    study = load_study_config(SEARCH_SPACES / "paper_gsm8k_llama1b.yaml", check_paths=False)
+    study = load_study_config(SEARCH_SPACES / "paper_gsm8k_llama1b.yaml", check_paths=None)
     trial = study.trial
     assert trial.train.max_steps == math.ceil(7473 / trial.train.global_batch_size)
     assert trial.train.gradient_clipping == 1.0
@@ -116,7 +116,7 @@ def test_paper_gsm8k_is_one_epoch_on_gpus():
 
 
 def test_the_scaling_search_confirms_its_top_3():
-    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=False)
+    study = load_study_config(SEARCH_SPACES / "scaling_llama.yaml", check_paths=None)
     assert (study.confirm.top_k, study.confirm.seeds, study.confirm_trial_count) == (3, [1, 2, 3], 12)
     assert study.baselines[0]["quantum.enabled"] is False  # the confirm phase's control
 

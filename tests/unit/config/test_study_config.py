@@ -13,6 +13,9 @@ from qstudy.config import (
     is_study_file,
     load_study_config,
 )
+from qstudy.study._space import build_sampler, optuna_space
+from qstudy.tracking import absolute_tracking_uri
+from qstudy.train import check_paths
 
 MINIMAL = """
 num_samples: 4
@@ -49,7 +52,7 @@ def test_minimal_study_defaults(tmp_path):
     assert (study.max_concurrent, study.trial_timeout_s, study.trial_retries) == (1, 3600, 0)
     assert study.trial.train.max_steps == 20
     assert study.tracking.uri == "sqlite:///mlruns.db"
-    assert study.tracking_uri_absolute(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns.db"
+    assert absolute_tracking_uri(study.tracking.uri, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns.db"
     assert study.storage_path_absolute(tmp_path) == str(tmp_path.resolve() / "qstudy_runs")
     # 20 steps, log every step: one report per step.
     assert study.asha_max_t() == 20
@@ -85,11 +88,11 @@ def test_to_optuna_and_sampler(tmp_path):
         """,
     )
     study = load_study_config(path)
-    space = study.optuna_space()
+    space = optuna_space(study)
     assert space["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
     assert space["quantum.n_qubits"] == optuna.distributions.IntDistribution(2, 8, step=2)
     assert space["optimizer.response"] == optuna.distributions.CategoricalDistribution(["sin", "circuit"])
-    assert isinstance(study.build_sampler(), optuna.samplers.RandomSampler)
+    assert isinstance(build_sampler(study), optuna.samplers.RandomSampler)
     assert study.space["quantum.n_qubits"].grid_values() == [2, 4, 6, 8]
 
 
@@ -138,12 +141,12 @@ def test_missing_data_and_model_paths(tmp_path):
         f"trial:\n  data: {{task: gsm8k, train_path: {tmp_path}/train.jsonl}}\n  model: {{path: {tmp_path}/llama}}\n",
     )
     path = _write(tmp_path, text)
-    assert _problems(path) == [
+    assert _problems(path, check_paths=check_paths) == [
         f"{path}: trial.data.train_path: no such file or directory, got '{tmp_path}/train.jsonl'",
         f"{path}: trial.model.path: no such checkpoint directory, got '{tmp_path}/llama'",
     ]
-    # A cluster study is checked on a laptop with the path checks off.
-    assert load_study_config(path, check_paths=False).trial.data.train_path == f"{tmp_path}/train.jsonl"
+    # A cluster study is checked on a laptop without the path checks.
+    assert load_study_config(path).trial.data.train_path == f"{tmp_path}/train.jsonl"
 
 
 def test_every_problem_at_once(tmp_path):
@@ -314,7 +317,7 @@ def test_grid_size_bounds_num_samples(tmp_path):
     study = load_study_config(path)
     assert study.grid_size() == 6
     assert study.space["optimizer.quantum_weight"].grid_values() == [0.0, 0.1, 0.2]
-    sampler = study.build_sampler()
+    sampler = build_sampler(study)
     import optuna
 
     assert isinstance(sampler, optuna.samplers.GridSampler)

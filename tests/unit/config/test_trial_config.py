@@ -76,7 +76,7 @@ def test_missing_and_malformed_files(tmp_path):
 def test_depth_override_does_not_apply_to_a_checkpoint(tmp_path):
     path = _write(tmp_path, "model: {path: /ckpt, num_hidden_layers: 2}\n")
     with pytest.raises(ConfigError) as err:
-        load_trial_config(path, check_paths=False)
+        load_trial_config(path, check_paths=None)
     assert str(err.value) == (
         f"{path}: model.num_hidden_layers: overrides a preset's depth; it cannot apply to a checkpoint loaded "
         "from model.path, got num_hidden_layers=2 with path='/ckpt'"

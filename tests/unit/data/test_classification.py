@@ -119,7 +119,7 @@ def _train_adamw(task, *, epochs, seed=0, lr=1e-3, batch_size=32):
 
 @pytest.fixture
 def one_thread():
-    # Two threads on a loaded 2-core machine made small ops ~10x slower (FIELD-NOTES); one
+    # Two threads on a loaded 2-core machine made small ops ~10x slower (docs/stack-notes.md#threads-under-load); one
     # thread also keeps the run bit-reproducible.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""SuperpositionalAdamW against DESIGN §2, checked with an independent float64 reference."""
+"""SuperpositionalAdamW against docs/design.md §2, checked with an independent float64 reference."""
 
 import copy
 import math
@@ -38,7 +38,7 @@ def _run(opt_factory, params, grads):
 
 
 def _reference(params, grads, lr, betas, eps, wd, lam, n, depth, response, scope):
-    """DESIGN §2 on the group's flat coordinate vector, in float64."""
+    """docs/design.md §2 on the group's flat coordinate vector, in float64."""
     theta = torch.cat([p.detach().reshape(-1) for p in params]).double()
     m = torch.zeros_like(theta)
     v = torch.zeros_like(theta)

@@ -1,4 +1,4 @@
-"""The attention response circuit (DESIGN §3): Qiskit builder, torch and Aer paths, Fourier series."""
+"""The attention response circuit (docs/design.md §3): Qiskit builder, torch and Aer paths, Fourier series."""
 
 import math
 

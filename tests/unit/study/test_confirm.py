@@ -11,6 +11,7 @@ from qstudy.config import StudyConfig
 from qstudy.study._confirm import confirm_trials, rank_confirmed, select_confirm
 from qstudy.study._driver import _columns, _scheduler, _summary
 from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, PHASE_KEY, TRIAL_ID_KEY, StudySearcher
+from qstudy.study._space import optuna_space
 from qstudy.tracking import StudyTracker
 
 CONTROL = {"quantum.enabled": False, "optimizer.quantum_weight": 0.0}
@@ -297,7 +298,7 @@ def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_pat
         "tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
         "output": str(tmp_path),
     }
-    space = study.optuna_space()
+    space = optuna_space(study)
     searcher = StudySearcher(
         "search",
         paths["optuna_url"],
