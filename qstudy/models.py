@@ -354,7 +354,7 @@ def _zero3_init(deepspeed_config: dict[str, Any] | None):
     from transformers.integrations.deepspeed import HfDeepSpeedConfig, unset_hf_deepspeed_config
 
     # zero.Init checks the batch sizes against the world size before it wraps the
-    # torch.distributed group (DeepSpeed#3341): unwrapped, it sees a world of 1 and any
+    # torch.distributed group (https://github.com/deepspeedai/DeepSpeed/issues/3341): unwrapped, it sees a world of 1 and any
     # multi-rank config fails. Wrap the caller's group first (raises if there is none).
     deepspeed.init_distributed(dist_init_required=False)
     alive = HfDeepSpeedConfig(deepspeed_config)  # noqa: F841 - held: transformers keeps only a weakref

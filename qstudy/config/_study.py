@@ -86,13 +86,10 @@ def _number(value: Any) -> Any:
 Number = Annotated[int | float | None, BeforeValidator(_number)]
 
 
-_Strict = ConfigModel
-
-
 # ----------------------------------------------------------------------------- sections
 
 
-class ObjectiveConfig(_Strict):
+class ObjectiveConfig(ConfigModel):
     metric: str = Field(
         "eval_loss",
         description="reported metric to optimise: eval_loss, train_loss, mean_train_loss, eval_accuracy (data.task classification) "
@@ -112,7 +109,7 @@ class ObjectiveConfig(_Strict):
         return []
 
 
-class SamplerConfig(_Strict):
+class SamplerConfig(ConfigModel):
     type: Literal[SAMPLERS] = Field(
         "tpe",
         description="Optuna sampler: tpe (default, mixed spaces), gp (few expensive trials), cmaes (continuous), "
@@ -129,7 +126,7 @@ class SamplerConfig(_Strict):
         return [("n_startup_trials", f"only tpe, gp and cmaes have start-up trials, got sampler.type {self.type!r}")]
 
 
-class SchedulerConfig(_Strict):
+class SchedulerConfig(ConfigModel):
     type: Literal["asha", "none"] = Field(
         "none", description="asha stops weak trials early (saves compute, biases against slow starters); none runs all"
     )
@@ -156,7 +153,7 @@ class SchedulerConfig(_Strict):
         return problems
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(ConfigModel):
     uri: str = Field(
         "sqlite:///mlruns.db",
         description="MLflow tracking URI; a relative sqlite path is made absolute against the launch directory",
@@ -164,7 +161,7 @@ class TrackingConfig(_Strict):
     experiment: str | None = Field(None, description="MLflow experiment (None: the study name)")
 
 
-class ParamSpec(_Strict):
+class ParamSpec(ConfigModel):
     """One searched setting, mirroring ``optuna.distributions``."""
 
     type: Literal["float", "int", "categorical"] = Field(
@@ -263,7 +260,7 @@ class ParamSpec(_Strict):
         return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high
 
 
-class ConfirmConfig(_Strict):
+class ConfirmConfig(ConfigModel):
     """A search study's confirm phase: its best configurations run again on fresh seeds.
 
     The best of N noisy trials is partly the luckiest draw of initialisation and batch
@@ -302,7 +299,7 @@ class ConfirmConfig(_Strict):
 # -------------------------------------------------------------------------------- study
 
 
-class StudyConfig(_Strict):
+class StudyConfig(ConfigModel):
     name: str = Field(
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="study name: Ray experiment, MLflow parent run, output folder (default: the file's stem)",

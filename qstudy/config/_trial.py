@@ -36,9 +36,6 @@ MODEL_PRESETS = ("llama-tiny", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "
 DEEPSPEED_PRESETS = ("zero0", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
 
 
-_Strict = ConfigModel
-
-
 def _expand(path: str) -> str:
     """``~`` and ``$VAR`` / ``${VAR}`` expanded, so a study file can name a checkpoint in the
     user's model cache or a data set by an environment variable; an unset variable stays
@@ -49,7 +46,7 @@ def _expand(path: str) -> str:
 LocalPath = Annotated[str, AfterValidator(_expand)]
 
 
-class ModelConfig(_Strict):
+class ModelConfig(ConfigModel):
     preset: Literal[MODEL_PRESETS] = Field("llama-tiny", description="architecture; random init unless `path` is set")
     path: LocalPath | None = Field(
         None, description="local HuggingFace checkpoint directory (config, weights, tokenizer); ~ and $VAR expand"
@@ -62,7 +59,7 @@ class ModelConfig(_Strict):
     )
 
 
-class QuantumConfig(_Strict):
+class QuantumConfig(ConfigModel):
     enabled: bool = Field(True, description="install the quantum attention layer (docs/design.md §3)")
     n_qubits: int = Field(4, ge=1, le=12, description="qubits of the attention response circuit")
     circuit_depth: int = Field(2, ge=1, description="layers of the attention response circuit")
@@ -76,7 +73,7 @@ class QuantumConfig(_Strict):
     )
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(ConfigModel):
     """Arguments of qstudy.optim.SuperpositionalAdamW, same names."""
 
     lr: float = Field(1e-3, gt=0, description="learning rate")
@@ -100,7 +97,7 @@ class OptimizerConfig(_Strict):
         return self.model_dump(exclude={"warmup_steps", "lr_schedule"})
 
 
-class DataConfig(_Strict):
+class DataConfig(ConfigModel):
     task: Literal["gsm8k", "synthetic_gsm8k", "classification"] = Field(
         "synthetic_gsm8k",
         description="gsm8k: JSONL/HF-dataset files; synthetic_gsm8k: offline generator; "
@@ -120,7 +117,7 @@ class DataConfig(_Strict):
     seed: int = Field(0, ge=0, description="seed of the synthetic data")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(ConfigModel):
     max_steps: int = Field(20, ge=1, description="optimizer steps of the trial")
     global_batch_size: int = Field(8, ge=1, description="sequences per optimizer step, all workers together")
     micro_batch_size: int = Field(4, ge=1, description="sequences per worker per forward pass")
@@ -136,20 +133,20 @@ class TrainConfig(_Strict):
     gradient_clipping: float = Field(1.0, ge=0, description="max global grad norm; 0 disables (paper: 1.0)")
 
 
-class DeepSpeedConfig(_Strict):
+class DeepSpeedConfig(ConfigModel):
     preset: Literal[DEEPSPEED_PRESETS] = Field(
         "zero2", description="ZeRO stage, and offload of optimizer state (and params for zero3) to CPU"
     )
 
 
-class ResourcesConfig(_Strict):
+class ResourcesConfig(ConfigModel):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks) per trial")
     use_gpu: bool = Field(False, description="one GPU per worker")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per worker")
     max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")
 
 
-class TrialConfig(_Strict):
+class TrialConfig(ConfigModel):
     seed: int = Field(0, ge=0, description="seed of model init and batch order")
     model: ModelConfig = Field(default_factory=ModelConfig)
     quantum: QuantumConfig = Field(default_factory=QuantumConfig)

@@ -40,16 +40,14 @@ __all__ = [
     "PHASE_ATTR",
     "PHASE_KEY",
     "TRIAL_ID_KEY",
-    "OVERRIDES_KEY",
     "QSTUDY_KEYS",
 ]
 
 TRIAL_ID_KEY = "qstudy_trial_id"
-OVERRIDES_KEY = "qstudy_overrides"
 ARM_KEY = "qstudy_arm"  # in a Tune trial's config: the arm of a comparison or confirm trial
 PHASE_KEY = "qstudy_phase"  # in a Tune trial's config: "confirm" for a confirm trial, absent in the search
 # Keys of a Tune trial's config that are not trial settings.
-QSTUDY_KEYS = ("qstudy", TRIAL_ID_KEY, OVERRIDES_KEY, ARM_KEY, PHASE_KEY)
+QSTUDY_KEYS = ("qstudy", TRIAL_ID_KEY, ARM_KEY, PHASE_KEY)
 ARM_ATTR = "qstudy.arm"
 PHASE_ATTR = "qstudy.phase"  # trial user attr: "confirm" for a confirm trial, absent for a search trial
 CONFIRM_PHASE = "confirm"
@@ -213,7 +211,6 @@ class StudySearcher(Searcher):
         self._live[trial_id] = number
         config = _values_of(params, attrs)
         config[TRIAL_ID_KEY] = trial_name(number)
-        config[OVERRIDES_KEY] = sorted(config)  # which keys are set per trial (for the tracker)
         if ARM_ATTR in attrs:
             config[ARM_KEY] = attrs[ARM_ATTR]
         if PHASE_ATTR in attrs:
@@ -256,7 +253,7 @@ class StudySearcher(Searcher):
         try:
             self.study.tell(number, **outcome)
         except (RuntimeError, KeyError):
-            # optuna#5141: with ask-and-tell, GridSampler.after_trial calls study.stop() once
+            # https://github.com/optuna/optuna/issues/5141: with ask-and-tell, GridSampler.after_trial calls study.stop() once
             # the grid is covered (a RuntimeError outside study.optimize), and reads the
             # grid_id an enqueued trial (a baseline, a confirm trial) lacks (a KeyError).
             # Optuna stores the trial's state first (in a finally); the searcher, not the

@@ -41,7 +41,7 @@ class _Loop:
 
     def run(self, submitted_at: float | None = None) -> None:
         entered = time.time()
-        import deepspeed  # inside the worker: importing it in the driver has broken before (ray#50406)
+        import deepspeed  # inside the worker: importing it in the driver has broken before (https://github.com/ray-project/ray/issues/50406)
         import ray.train
         import torch.distributed as dist
 

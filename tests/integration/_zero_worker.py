@@ -4,7 +4,7 @@ Run as ``python _zero_worker.py OUT`` with RANK, WORLD_SIZE, MASTER_ADDR and MAS
 set (the test starts two). Rank 0 writes ``{config name: result}`` to OUT with
 ``torch.save``. The model, the data and the configurations live here so that the test's
 single-process reference uses exactly the same ones; deepspeed is imported only inside
-:func:`main` and :func:`_run`, never by the test process (docs/stack-notes.md#importing-deepspeed-in-the-driver, ray#50406).
+:func:`main` and :func:`_run`, never by the test process (docs/stack-notes.md#importing-deepspeed-in-the-driver, https://github.com/ray-project/ray/issues/50406).
 """
 
 from __future__ import annotations

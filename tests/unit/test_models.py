@@ -4,11 +4,11 @@ import copy
 
 import pytest
 import torch
+import transformers  # a hard dependency: an import failure is an error, not a skip
 
 from qstudy.models import QUANTUM_ATTENTION, install_quantum_attention, load_quantum_llama, quantum_attention_modules
 from qstudy.quantum import attention_response, quantum_attention, response_series
 
-transformers = pytest.importorskip("transformers")
 VOCAB = 97
 
 

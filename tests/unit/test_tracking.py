@@ -431,13 +431,13 @@ def test_a_comparison_trial_carries_its_arm_as_param_and_tag(new_tracker):
     from types import SimpleNamespace
 
     from qstudy.study._callbacks import TrackingCallback
-    from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, TRIAL_ID_KEY
+    from qstudy.study._searcher import ARM_KEY, TRIAL_ID_KEY
 
     tracker = new_tracker()
     tracker.start_study({}, {})
     seen = []
     callback = TrackingCallback(tracker, lambda values: (seen.append(values), {**CONFIG, **values})[1])
-    config = {TRIAL_ID_KEY: "trial_0001", OVERRIDES_KEY: ["seed"], ARM_KEY: "sgd", "seed": 1, "qstudy": {}}
+    config = {TRIAL_ID_KEY: "trial_0001", ARM_KEY: "sgd", "seed": 1, "qstudy": {}}
     callback.on_trial_start(0, [], SimpleNamespace(config=config, trial_id="x"))
     assert seen == [{"seed": 1}]  # the arm is not a trial setting
     run = tracker.client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
@@ -460,7 +460,7 @@ def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
     from types import SimpleNamespace
 
     from qstudy.study._callbacks import TrackingCallback
-    from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, PHASE_KEY, TRIAL_ID_KEY
+    from qstudy.study._searcher import ARM_KEY, PHASE_KEY, TRIAL_ID_KEY
 
     tracker = new_tracker()
     tracker.start_study({}, {})
@@ -468,7 +468,6 @@ def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
     callback = TrackingCallback(tracker, lambda values: (seen.append(values), {**CONFIG, **values})[1])
     config = {
         TRIAL_ID_KEY: "trial_0004",
-        OVERRIDES_KEY: ["seed"],
         ARM_KEY: "top_1",
         PHASE_KEY: "confirm",
         "seed": 101,

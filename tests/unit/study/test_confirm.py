@@ -10,7 +10,7 @@ import pytest
 from qstudy.config import StudyConfig
 from qstudy.study._confirm import confirm_trials, rank_confirmed, select_confirm
 from qstudy.study._driver import _columns, _scheduler, _summary
-from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, PHASE_KEY, TRIAL_ID_KEY, StudySearcher
+from qstudy.study._searcher import ARM_KEY, PHASE_KEY, TRIAL_ID_KEY, StudySearcher
 from qstudy.study._space import optuna_space
 from qstudy.tracking import StudyTracker
 
@@ -164,7 +164,7 @@ def _complete(searcher, tune_id, value):
 
 
 def _settings(config):
-    return {k: v for k, v in config.items() if k not in (TRIAL_ID_KEY, OVERRIDES_KEY, ARM_KEY, PHASE_KEY)}
+    return {k: v for k, v in config.items() if k not in (TRIAL_ID_KEY, ARM_KEY, PHASE_KEY)}
 
 
 def test_confirm_trials_follow_the_search_in_the_same_optuna_study(make_searcher):
@@ -234,7 +234,7 @@ def test_a_resumed_confirm_phase_reruns_its_killed_trial_and_runs_the_missing_on
 
 
 def test_a_grid_search_and_its_confirm_phase_are_told_to_optuna(tmp_path):
-    # optuna#5141: GridSampler.after_trial raises under ask-and-tell once its grid is covered
+    # https://github.com/optuna/optuna/issues/5141: GridSampler.after_trial raises under ask-and-tell once its grid is covered
     # (and on enqueued trials): the last grid point and every confirm trial would hit it.
     grid = {"optimizer.quantum_weight": [0.2, 0.5]}
     searcher = StudySearcher(

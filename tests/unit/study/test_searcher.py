@@ -6,7 +6,7 @@ import json
 import optuna
 import pytest
 
-from qstudy.study._searcher import ARM_KEY, OVERRIDES_KEY, TRIAL_ID_KEY, StudySearcher
+from qstudy.study._searcher import ARM_KEY, TRIAL_ID_KEY, StudySearcher
 
 COMPARISON = [
     ("control", 0, {"seed": 0}),
@@ -37,7 +37,7 @@ def make_searcher(tmp_path):
 
 
 def _settings(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in (TRIAL_ID_KEY, OVERRIDES_KEY, ARM_KEY)}
+    return {k: v for k, v in config.items() if k not in (TRIAL_ID_KEY, ARM_KEY)}
 
 
 def _complete(searcher: StudySearcher, tune_id: str, value: float) -> None:
