@@ -12,6 +12,7 @@ import pytest
 from qstudy.cli import main
 from qstudy.config import ModelConfig, QuantumConfig, StudyConfig, TrialConfig, load_study_config
 from qstudy.plan import GIB, check_fits, check_fits_on_ray, count_parameters, estimate_memory, plan_study
+from qstudy.train import check_paths
 
 SEARCH_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -181,7 +182,7 @@ def test_check_fits_checks_searched_presets_and_placement():
 
 
 def test_cpu_trials_are_not_checked():
-    assert check_fits(load_study_config(SEARCH_SPACES / "smoke.yaml"), 8, 1) == []
+    assert check_fits(load_study_config(SEARCH_SPACES / "smoke.yaml", check_paths=check_paths), 8, 1) == []
 
 
 def test_scaling_study_fits_one_node_per_trial():

@@ -6,6 +6,7 @@ import textwrap
 import pytest
 
 from qstudy.config import ConfigError, StudyConfig, load_study_config
+from qstudy.train import check_paths
 
 COMPARISON = """
 arms:
@@ -29,12 +30,12 @@ def _write(tmp_path, text, name="study.yaml"):
 
 def _problems(path):
     with pytest.raises(ConfigError) as err:
-        load_study_config(path)
+        load_study_config(path, check_paths=check_paths)
     return err.value.problems
 
 
 def test_a_comparison_derives_num_samples_and_runs_seeds_major_control_first(tmp_path):
-    study = load_study_config(_write(tmp_path, COMPARISON))
+    study = load_study_config(_write(tmp_path, COMPARISON), check_paths=check_paths)
     assert study.is_comparison and study.space == {} and study.baselines == []
     assert study.num_samples == 9  # 3 arms x 3 seeds
     assert [(arm, seed) for arm, seed, _ in study.comparison_trials()] == [
@@ -66,7 +67,7 @@ def test_control_is_run_first_wherever_the_file_names_it(tmp_path):
         trial: {optimizer: {quantum_weight: 0.0}}
         """,
     )
-    study = load_study_config(path)
+    study = load_study_config(path, check_paths=check_paths)
     assert [(arm, seed) for arm, seed, _ in study.comparison_trials()] == [
         ("control", 0),
         ("sgd", 0),
@@ -76,7 +77,9 @@ def test_control_is_run_first_wherever_the_file_names_it(tmp_path):
 
 
 def test_a_given_num_samples_must_equal_arms_times_seeds(tmp_path):
-    assert load_study_config(_write(tmp_path, COMPARISON + "num_samples: 9\n")).num_samples == 9
+    assert (
+        load_study_config(_write(tmp_path, COMPARISON + "num_samples: 9\n"), check_paths=check_paths).num_samples == 9
+    )
     path = _write(tmp_path, COMPARISON + "num_samples: 8\nmax_concurrent: 10\n")
     assert _problems(path) == [
         f"{path}: num_samples: a comparison study runs each of its 3 arms once per seed: must be 3 x 3 = 9 "

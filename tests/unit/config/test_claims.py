@@ -4,6 +4,7 @@ import pytest
 from test_arms import _problems, _write
 
 from qstudy.config import load_study_config
+from qstudy.train import check_paths
 
 COMPARISON = """
 objective: {metric: eval_accuracy, mode: max}
@@ -32,7 +33,8 @@ claims:
 paper_gaps:
   - {topic: the task, paper: not specified, qstudy: motifs}
 """,
-        )
+        ),
+        check_paths=check_paths,
     )
     epochs, time, best = study.claims
     assert epochs.claimed_change() == pytest.approx(4.6 / 7.4 - 1)

@@ -5,6 +5,7 @@ from test_arms import _problems, _write
 
 from qstudy.cli import main
 from qstudy.config import load_study_config
+from qstudy.train import check_paths
 
 SEARCH = """
 num_samples: 5
@@ -23,18 +24,21 @@ trial:
 
 def test_a_search_with_asha_takes_confirm_and_counts_its_trials(tmp_path, capsys):
     path = _write(tmp_path, SEARCH + "confirm: {top_k: 3, seeds: [101, 102]}\n")
-    study = load_study_config(path)
+    study = load_study_config(path, check_paths=check_paths)
     assert (study.confirm.top_k, study.confirm.seeds) == (3, [101, 102])
     assert study.num_samples == 5  # the search's trials; the confirm trials come on top
     assert study.confirm_trial_count == 8  # (3 top + the control) x 2 seeds
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "ok — 5 trials (2 baselines first), then 8 confirm trials (top 3 and the control x seeds 101, 102)" in out
-    assert load_study_config(_write(tmp_path, SEARCH, "plain.yaml")).confirm_trial_count == 0
+    assert load_study_config(_write(tmp_path, SEARCH, "plain.yaml"), check_paths=check_paths).confirm_trial_count == 0
 
 
 def test_top_k_defaults_to_one_and_seeds_are_required(tmp_path):
-    assert load_study_config(_write(tmp_path, SEARCH + "confirm: {seeds: [7]}\n")).confirm.top_k == 1
+    assert (
+        load_study_config(_write(tmp_path, SEARCH + "confirm: {seeds: [7]}\n"), check_paths=check_paths).confirm.top_k
+        == 1
+    )
     path = _write(tmp_path, SEARCH + "confirm: {top_k: 2}\n")
     assert _problems(path) == [
         f"{path}: confirm.seeds: required: the fresh trial seeds the top configurations and the control run with, "

@@ -17,6 +17,7 @@ from qstudy.config import (
     load_trial_config,
     load_yaml,
 )
+from qstudy.train import check_paths
 
 SEARCH_SPACES = Path(__file__).resolve().parents[3] / "search_spaces"
 FILES = sorted(SEARCH_SPACES.glob("*.yaml"))
@@ -59,11 +60,11 @@ def test_file_loads_and_starts_with_its_command(path):
         # Cluster paths do not exist here: those studies are loaded with the path checks off.
         study = load_study_config(path, check_paths=None)
         if not _has_paths(study):
-            load_study_config(path)
+            load_study_config(path, check_paths=check_paths)
         assert study.name == path.stem
         assert first.startswith(f"# qstudy sweep {rel}")
     else:
-        load_trial_config(path)
+        load_trial_config(path, check_paths=check_paths)
         assert first.startswith(f"# qstudy train {rel}")
 
 
@@ -83,7 +84,7 @@ def test_study_carries_a_true_control(path):
 
 
 def test_smoke_study_fits_a_laptop():
-    study = load_study_config(SEARCH_SPACES / "smoke.yaml")
+    study = load_study_config(SEARCH_SPACES / "smoke.yaml", check_paths=check_paths)
     trial = study.trial
     assert study.num_samples == 4 and study.max_concurrent == 2
     assert study.baselines == [
@@ -142,7 +143,7 @@ def test_the_scaling_search_confirms_its_top_3():
     ],
 )
 def test_experiment_1_studies_compare_arms_over_seeds(name, arms, seeds):
-    study = load_study_config(SEARCH_SPACES / name)
+    study = load_study_config(SEARCH_SPACES / name, check_paths=check_paths)
     assert study.is_comparison and list(study.arms) == arms and study.seeds == seeds
     assert study.num_samples == len(arms) * len(seeds)
     assert study.trial.data.task == "classification"
@@ -154,7 +155,7 @@ def test_experiment_1_studies_compare_arms_over_seeds(name, arms, seeds):
 
 
 def test_experiment_1_carries_the_papers_claims():
-    study = load_study_config(SEARCH_SPACES / "paper_text_classification.yaml")
+    study = load_study_config(SEARCH_SPACES / "paper_text_classification.yaml", check_paths=check_paths)
     measures = {claim.measure for claim in study.claims}
     assert measures == {"epochs_to_target", "final", "time_per_step", "time_to_target", "best_arm"}
     assert {claim.arm for claim in study.claims} == {"lambda_0.5", "lambda_0.5_all"}

@@ -36,7 +36,7 @@ def _write(tmp_path, text, name="study.yaml"):
 
 def _problems(path, **kwargs):
     with pytest.raises(ConfigError) as err:
-        load_study_config(path, **kwargs)
+        load_study_config(path, **{"check_paths": check_paths, **kwargs})
     return err.value.problems
 
 
@@ -44,7 +44,7 @@ def _problems(path, **kwargs):
 
 
 def test_minimal_study_defaults(tmp_path):
-    study = load_study_config(_write(tmp_path, MINIMAL, "my_study.yaml"))
+    study = load_study_config(_write(tmp_path, MINIMAL, "my_study.yaml"), check_paths=check_paths)
     assert study.name == "my_study"
     assert study.experiment_name == "my_study"
     assert (study.objective.metric, study.objective.mode) == ("eval_loss", "min")
@@ -68,7 +68,7 @@ def test_every_field_has_a_description():
 
 def test_explicit_name_and_experiment(tmp_path):
     path = _write(tmp_path, MINIMAL + "name: lam-sweep.v2\ntracking: {experiment: paper}\n")
-    study = load_study_config(path)
+    study = load_study_config(path, check_paths=check_paths)
     assert (study.name, study.experiment_name) == ("lam-sweep.v2", "paper")
 
 
@@ -87,7 +87,7 @@ def test_to_optuna_and_sampler(tmp_path):
         trial: {}
         """,
     )
-    study = load_study_config(path)
+    study = load_study_config(path, check_paths=check_paths)
     space = optuna_space(study)
     assert space["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
     assert space["quantum.n_qubits"] == optuna.distributions.IntDistribution(2, 8, step=2)
@@ -141,12 +141,12 @@ def test_missing_data_and_model_paths(tmp_path):
         f"trial:\n  data: {{task: gsm8k, train_path: {tmp_path}/train.jsonl}}\n  model: {{path: {tmp_path}/llama}}\n",
     )
     path = _write(tmp_path, text)
-    assert _problems(path, check_paths=check_paths) == [
+    assert _problems(path) == [
         f"{path}: trial.data.train_path: no such file or directory, got '{tmp_path}/train.jsonl'",
         f"{path}: trial.model.path: no such checkpoint directory, got '{tmp_path}/llama'",
     ]
     # A cluster study is checked on a laptop without the path checks.
-    assert load_study_config(path).trial.data.train_path == f"{tmp_path}/train.jsonl"
+    assert load_study_config(path, check_paths=None).trial.data.train_path == f"{tmp_path}/train.jsonl"
 
 
 def test_every_problem_at_once(tmp_path):
@@ -278,7 +278,7 @@ def test_space_must_not_be_empty(tmp_path):
 def test_numbers_written_without_a_dot_are_numbers(tmp_path):
     # PyYAML reads 1e-5 (no dot) as a string; the space takes it as the number it means.
     path = _space(tmp_path, "optimizer.lr: {type: float, low: 1e-5, high: 1e-3, log: true}\n")
-    assert load_study_config(path).space["optimizer.lr"].low == 1e-5
+    assert load_study_config(path, check_paths=check_paths).space["optimizer.lr"].low == 1e-5
 
 
 # ---------------------------------------------------------------------------- grid
@@ -314,7 +314,7 @@ def test_grid_size_bounds_num_samples(tmp_path):
         f"{path}: num_samples: sampler.type grid has 6 points + 1 baselines = 7 trials at most, got 8"
     ]
     path.write_text(path.read_text().replace("num_samples: 8", "num_samples: 7"))
-    study = load_study_config(path)
+    study = load_study_config(path, check_paths=check_paths)
     assert study.grid_size() == 6
     assert study.space["optimizer.quantum_weight"].grid_values() == [0.0, 0.1, 0.2]
     sampler = build_sampler(study)
@@ -419,9 +419,9 @@ def test_asha_grace_period_within_the_steps(tmp_path):
         "optimizer step), got 25"
     ]
     path = _write(tmp_path, text + "scheduler: {type: asha, grace_period: 5}\n")
-    assert load_study_config(path).asha_max_t() == 20
+    assert load_study_config(path, check_paths=check_paths).asha_max_t() == 20
     path = _write(tmp_path, text + "scheduler: {type: asha, grace_period: 5, max_t: 10}\n")
-    assert load_study_config(path).asha_max_t() == 10
+    assert load_study_config(path, check_paths=check_paths).asha_max_t() == 10
 
 
 def test_name_pattern(tmp_path):

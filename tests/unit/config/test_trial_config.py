@@ -5,6 +5,7 @@ import textwrap
 import pytest
 
 from qstudy.config import ConfigError, TrialConfig, load_trial_config
+from qstudy.train import check_paths
 
 
 def _write(tmp_path, text):
@@ -34,7 +35,7 @@ def test_every_problem_is_listed_with_file_key_and_value(tmp_path):
         """,
     )
     with pytest.raises(ConfigError) as err:
-        load_trial_config(path)
+        load_trial_config(path, check_paths=check_paths)
     lines = err.value.problems
     assert (
         f"{path}: model.preset: input should be 'llama-tiny', 'llama-3.2-1b', 'llama-3.2-3b', 'llama-3.1-8b' or 'llama-3.1-70b', got 'llama-9b'"
@@ -53,7 +54,7 @@ def test_every_problem_is_listed_with_file_key_and_value(tmp_path):
 def test_batch_must_divide_over_workers(tmp_path):
     path = _write(tmp_path, "train: {global_batch_size: 6, micro_batch_size: 2}\nresources: {num_workers: 2}\n")
     with pytest.raises(ConfigError) as err:
-        load_trial_config(path)
+        load_trial_config(path, check_paths=check_paths)
     assert str(err.value) == (
         f"{path}: train.global_batch_size: must be a multiple of train.micro_batch_size x resources.num_workers "
         "= 2 x 2 = 4, got 6"
@@ -62,15 +63,15 @@ def test_batch_must_divide_over_workers(tmp_path):
 
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: no such file"):
-        load_trial_config(tmp_path / "nope.yaml")
+        load_trial_config(tmp_path / "nope.yaml", check_paths=check_paths)
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
-        load_trial_config(bad)
+        load_trial_config(bad, check_paths=check_paths)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="list.yaml: must be a mapping of keys to values, got list"):
-        load_trial_config(listy)
+        load_trial_config(listy, check_paths=check_paths)
 
 
 def test_depth_override_does_not_apply_to_a_checkpoint(tmp_path):
