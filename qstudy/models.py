@@ -1,5 +1,8 @@
-"""Models of a trial: the quantum attention of docs/design.md §3 installed into HuggingFace Llama.
+"""Models of a trial: the Llama presets, and the quantum attention of docs/design.md §3
+installed into HuggingFace Llama.
 
+`llama_config_kwargs` is the one mapping from a preset to its ``LlamaConfig``
+arguments: `build_model` builds from it and `qstudy plan` sizes the same architecture.
 The layer is registered in transformers' ``AttentionInterface`` under the name
 ``qstudy_quantum`` (no copy of Llama's modeling code): every attention module chosen by
 `install_quantum_attention` gets real ``nn.Parameter``s — angles ``quantum_a``,
@@ -30,19 +33,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from qstudy._llama_presets import LLAMA_PRESETS, llama_config_kwargs
 from qstudy.quantum import check_circuit_size, check_simulator, quantum_attention, response_series
 
 __all__ = [
     "LLAMA_PRESETS",
     "QUANTUM_ATTENTION",
+    "attention_modules",
     "build_model",
     "checkpoint_quantum_mismatches",
     "QuantumAttentionOptions",
     "install_quantum_attention",
+    "llama_config_kwargs",
     "load_quantum_llama",
     "quantum_attention_forward_time_s",
-    "quantum_attention_modules",
     "register_quantum_attention",
 ]
 
@@ -52,6 +55,74 @@ QUANTUM_ATTENTION = "qstudy_quantum"
 """The name of the layer in transformers' AttentionInterface and ``config._attn_implementation``."""
 
 _CONFIG_KEY = "quantum_attention"
+
+
+# ============================================================================ presets
+# Published Llama architectures (random init for scaling studies) and the tiny CPU model.
+# Values from the models' published ``config.json`` files (meta-llama on the HF Hub);
+# parameter counts 1.24B, 3.21B, 8.03B, 70.6B.
+def _llama3(hidden, intermediate, layers, heads, head_dim, tied, factor, vocab=128256) -> dict[str, Any]:
+    return dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=8,
+        head_dim=head_dim,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=tied,
+        bos_token_id=128000,
+        eos_token_id=128001,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": factor,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+    )
+
+
+LLAMA_PRESETS: dict[str, dict[str, Any]] = {
+    # 2 layers of 64 wide: trains a few hundred steps a minute on 2 CPU cores.
+    "llama-tiny": dict(
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    ),
+    "llama-3.2-1b": _llama3(2048, 8192, 16, 32, 64, True, 32.0),
+    "llama-3.2-3b": _llama3(3072, 8192, 28, 24, 128, True, 32.0),
+    "llama-3.1-8b": _llama3(4096, 14336, 32, 32, 128, False, 8.0),
+    "llama-3.1-70b": _llama3(8192, 28672, 80, 64, 128, False, 8.0),
+}
+
+
+def llama_config_kwargs(preset: str, num_hidden_layers: int | None = None) -> dict[str, Any]:
+    """The ``LlamaConfig`` arguments of a preset: the one mapping from a preset's name to
+    its architecture, for the model a trial builds and the one `qstudy plan` sizes.
+
+    Args:
+        preset: a key of `LLAMA_PRESETS`.
+        num_hidden_layers: the depth override (``model.num_hidden_layers``); None keeps the
+            preset's. llama-tiny sets no ``vocab_size`` (LlamaConfig's default, 32000):
+            `build_model` gives it the task's.
+
+    Returns:
+        A new dict, the caller's to change.
+    """
+    kwargs = dict(LLAMA_PRESETS[preset])
+    if num_hidden_layers is not None:
+        kwargs["num_hidden_layers"] = num_hidden_layers
+    return kwargs
 
 
 # ============================================================================ options
@@ -198,8 +269,10 @@ def _compiled_attention():
 
 
 # ============================================================================ install
-def quantum_attention_modules(model: nn.Module) -> dict[int, nn.Module]:
-    """The decoder's attention modules by layer index (modules with ``layer_idx`` and ``o_proj``)."""
+def attention_modules(model: nn.Module) -> dict[int, nn.Module]:
+    """Every attention module of the decoder by layer index (modules with ``layer_idx`` and
+    ``o_proj``), whether it has the quantum attention or not: those that do have a
+    ``quantum_gate``."""
     found = {}
     for module in model.modules():
         if hasattr(module, "layer_idx") and hasattr(module, "o_proj") and hasattr(module, "num_key_value_groups"):
@@ -249,7 +322,7 @@ def install_quantum_attention(
         seed=seed,
         compile=compile,
     )
-    modules = quantum_attention_modules(model)
+    modules = attention_modules(model)
     if any(hasattr(m, "quantum_gate") for m in modules.values()):
         raise ValueError("the model already has the quantum attention installed")
     _add_quantum_parameters(modules, options)
@@ -320,7 +393,7 @@ def load_quantum_llama(path: str | Path, **from_pretrained_kwargs: Any) -> nn.Mo
         path, config=config, attn_implementation=QUANTUM_ATTENTION, **from_pretrained_kwargs
     )
     model.__class__ = base  # the subclass only hooks __init__; save_pretrained names the base class
-    for module in quantum_attention_modules(model).values():
+    for module in attention_modules(model).values():
         if hasattr(module, "quantum_gate"):
             module.quantum_options = options
     return model
@@ -333,7 +406,7 @@ def _with_quantum_init(base: type) -> type:
     def __init__(self, config, *args, **kwargs):
         base.__init__(self, config, *args, **kwargs)
         options = QuantumAttentionOptions.from_dict(getattr(config, _CONFIG_KEY))
-        _add_quantum_parameters(quantum_attention_modules(self), options)
+        _add_quantum_parameters(attention_modules(self), options)
 
     return type(base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__})
 
@@ -430,7 +503,7 @@ def _build_model(trial, task) -> nn.Module:
                 )
             model = load_quantum_llama(spec.path, local_files_only=True)
             # How the circuit is simulated is the trial's choice; the parameters are the checkpoint's.
-            for module in quantum_attention_modules(model).values():
+            for module in attention_modules(model).values():
                 if hasattr(module, "quantum_gate"):
                     module.quantum_options = dataclasses.replace(
                         module.quantum_options, simulator=quantum.simulator, compile=quantum.compile
@@ -438,11 +511,9 @@ def _build_model(trial, task) -> nn.Module:
         else:
             model = AutoModelForCausalLM.from_pretrained(spec.path, local_files_only=True, attn_implementation="sdpa")
     else:
-        kwargs = llama_config_kwargs(spec.preset)
+        kwargs = llama_config_kwargs(spec.preset, spec.num_hidden_layers)
         if spec.preset == "llama-tiny":
             kwargs["vocab_size"] = task.vocab_size
-        if spec.num_hidden_layers is not None:
-            kwargs["num_hidden_layers"] = spec.num_hidden_layers
         kwargs.update(pad_token_id=task.pad_token_id, bos_token_id=task.bos_token_id, eos_token_id=task.eos_token_id)
         # from_config, not the class itself: that is where transformers applies zero.Init.
         if task.kind == "classification":
@@ -450,7 +521,7 @@ def _build_model(trial, task) -> nn.Module:
             model = AutoModelForSequenceClassification.from_config(config)
         else:
             model = AutoModelForCausalLM.from_config(LlamaConfig(**kwargs, attn_implementation="sdpa"))
-    if quantum.enabled and not any(hasattr(m, "quantum_gate") for m in quantum_attention_modules(model).values()):
+    if quantum.enabled and not any(hasattr(m, "quantum_gate") for m in attention_modules(model).values()):
         install_quantum_attention(
             model,
             n_qubits=quantum.n_qubits,

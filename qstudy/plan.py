@@ -1,66 +1,37 @@
 """The memory planner: per-GPU memory of a trial before launch, and whether it fits.
 
-`qstudy plan FILE` prints one row per distinct trial shape of a study; `check_fits`
-gives the same decision as ConfigError-style lines for `qstudy sweep` to refuse a study
-before any Ray resource is taken. All sizes assume bf16 weights and activations (the GPU
-default, ``model.dtype: auto``) and no activation recomputation.
+`qstudy plan FILE` prints one row per distinct trial shape of a study; `check_fits` gives
+the same decision as ConfigError lines, so `qstudy sweep` refuses a study before any Ray
+resource is taken. Sizes assume bf16 (the GPU default, ``model.dtype: auto``) and no
+activation recomputation; P parameters on N GPUs (``resources.num_workers``).
 
-Model states (bytes per GPU, P parameters, N = GPUs of the trial = ``resources.num_workers``):
+Per GPU: model states + max(optimizer step, activations), as the step runs after the
+backward has freed the activations. It fits when that is at most ``USABLE_FRACTION`` of
+the GPU: the rest is headroom for what no term counts (CUDA context, NCCL buffers,
+allocator fragmentation, DeepSpeed's communication buckets).
 
-- zero0, zero1: our own estimate (DeepSpeed ships none), in the zero2 estimator's byte
-  accounting so the stages compare: bf16 params 2P, bf16 grads 2P, and 16P of fp32 state
-  (grads 4P, master weights 4P, Adam m and v 8P; DeepSpeed's bf16 optimizers keep fp32
-  grads too). zero0 partitions nothing: 20P. zero1 partitions the fp32 state: 4P + 16P/N.
-  CPU per node as DeepSpeed's zero2 estimate (4P per local rank x 1.5, loading the model).
-- zero2, zero2_offload: DeepSpeed's ``estimate_zero2_model_states_mem_needs``
-  (2P + 18P/N on the GPU; offload: 2P on the GPU, the rest on the CPU).
-- zero3, zero3_offload: DeepSpeed's ``estimate_zero3_model_states_mem_needs`` with the
-  largest module's parameters (4 bytes each: the gathered layer), zero_init on
-  (18P/N on the GPU; offload of optimizer and params: only the largest layer on the GPU).
+- Model states: DeepSpeed's own estimators for ZeRO-2 and ZeRO-3 (zero_init, the largest
+  module gathered). ZeRO-0 and 1 have none; they get the same byte accounting, 2P bf16
+  params + 2P bf16 grads + 16P fp32 state (grads, master weights, Adam m and v), of
+  which ZeRO-1 partitions the 16P.
+- Activations per decoder layer: ``34·s·b·h`` (Korthikanti et al. 2022, arXiv 2205.05198,
+  without the [b, a, s, s] scores SDPA never stores); a quantum-attention layer keeps
+  them, ``18·b·a·s²`` (four fp32 tensors and one bf16 per score: an estimate of what
+  autograd keeps); the output layer ``6·b·s·V`` (bf16 logits and the loss's fp32 copy).
+- ZeRO-3's optimizer step adds an fp32 buffer DeepSpeed's estimate leaves out, 4 bytes
+  per element of the largest sub-group it steps at once (`largest_zero3_sub_group`):
+  the whole partition, 4P/N, where ``deepspeed_config`` keeps one sub-group per group.
+- Host memory per node: DeepSpeed's estimate, checked (``cpu_memory_gib``) only for the
+  offload presets, where the host holds the optimizer state (and zero3_offload's params).
+  For the others it is the memory to load an fp32 model on every local rank, which
+  ZeRO-3's partitioned build avoids: printed, not checked.
 
-Activations (bytes per GPU, micro-batch b, sequence s = ``data.max_tokens``, hidden h,
-attention heads a, vocabulary V, per layer):
-
-- ``34·s·b·h``: Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
-  Transformer Models", arXiv 2205.05198), bf16, no tensor parallelism, the attention-score
-  term dropped because SDPA (flash / memory-efficient) never stores the [b, a, s, s] scores.
-- quantum-attention layers materialise them: ``18·b·a·s²`` (fp32 scores, fp32 response,
-  fp32 masked logits, fp32 softmax, bf16 weights kept for the backward: 4+4+4+4+2 bytes
-  per score; an estimate of what autograd keeps, not a measurement).
-- the output layer: ``6·b·s·V`` (bf16 logits and the fp32 copy cross-entropy makes).
-
-The optimizer step (zero3 without offload): DeepSpeed steps a ZeRO-3 partition in
-sub-groups of ``zero_optimization.sub_group_size`` elements (its default 1e9; qstudy sets
-1e12, one sub-group per param group, only for ``optimizer.response: circuit`` with
-``scope: all``, whose blocks must not span two optimizer calls) and the step adds 4 bytes
-per element of the sub-group being stepped, an fp32 buffer that DeepSpeed's estimate does
-not count: ``4P/N`` when one sub-group holds this GPU's whole partition, else 4 bytes x
-the largest sub-group (``largest_zero3_sub_group``). On one H200, with the whole partition
-in one sub-group, the peak of a ZeRO-3 trial was DeepSpeed's estimate + 4.62 GiB at 1.24B
-parameters and + 11.5 GiB at 3.21B (4P = 4.60 and 11.97 GiB), whatever the batch, while
-activations and that buffer never coexisted (benchmarks/RESULTS.md, "Measured GPU
-memory"). On CPU (2 ranks, the 1B shapes at 2 layers, benchmarks/zero3_step_memory.py)
-what the step added followed the largest sub-group: 2200 MiB per rank for one sub-group
-of 192M elements, 1603 MiB for 131M (12-13 bytes per element there; the CPU optimizer
-path's temporaries were not profiled). Not measured: a GPU run with DeepSpeed's default
-sub-groups, and the same term for zero0-2.
-
-Model shapes come from the preset, or, with ``model.path``, from the checkpoint's
-``config.json`` (layers, hidden and intermediate sizes, vocabulary, heads, KV heads, tied
-embeddings).
-
-Per GPU: model states + max(optimizer step, activations). A trial fits when that is
-<= 90% of the GPU's memory: the other 10% is headroom for the CUDA context, NCCL buffers,
-allocator fragmentation and DeepSpeed's communication buckets, which the formulas do not
-count. Host memory per node is DeepSpeed's estimate (its 1.5x buffer included). Where the
-node's memory is known (``cpu_memory_gib``), an offload preset must also fit it: there the
-host holds the optimizer state (and for zero3_offload the params), 18 bytes per parameter
-spread over the trial's nodes. For the other presets DeepSpeed's CPU figure is the memory
-to load an fp32 model on every local rank, which ZeRO-3's partitioned build and bf16
-loading avoid, so it is printed, not checked. Not measured here: no offload run's host
-memory has been compared with the estimate.
-
-torch, transformers and deepspeed are imported inside the functions that need them.
+Shapes come from `qstudy.models.llama_config_kwargs` (a preset) or a checkpoint's
+``config.json``; the ZeRO stage and sub-groups from `qstudy.train.deepspeed_config`, the
+config the trial runs with. The measurements the terms were checked against, and what
+was never measured: benchmarks/RESULTS.md, "Planner: per-GPU memory model and the
+measurements it is fitted to". torch, transformers and deepspeed are imported inside
+the functions that need them.
 """
 
 from __future__ import annotations
@@ -74,8 +45,6 @@ import math
 import os
 from pathlib import Path
 from typing import Any
-
-from qstudy._llama_presets import llama_config_kwargs
 
 __all__ = [
     "USABLE_FRACTION",
@@ -173,10 +142,9 @@ def _architecture(model_config) -> dict[str, Any]:
     (``path``), else the preset with its depth override."""
     if model_config.path is not None:
         return _checkpoint_architecture(model_config.path)
-    kwargs = llama_config_kwargs(model_config.preset)
-    if model_config.num_hidden_layers is not None:
-        kwargs["num_hidden_layers"] = model_config.num_hidden_layers
-    return kwargs
+    from qstudy.models import llama_config_kwargs
+
+    return llama_config_kwargs(model_config.preset, model_config.num_hidden_layers)
 
 
 def _model_sizes(model_config) -> tuple[tuple[int, ...], int]:
@@ -309,35 +277,46 @@ def _deepspeed_estimators():
     return estimate_zero2_model_states_mem_needs, estimate_zero3_model_states_mem_needs
 
 
-def _model_states_bytes(preset: str, params: int, largest: int, gpus_per_node: int, nodes: int) -> tuple[int, int]:
-    """(GPU bytes, CPU bytes per node) of params, grads and optimizer state."""
+def _zero_optimization(trial) -> dict[str, Any]:
+    """The ``zero_optimization`` section of the DeepSpeed config the trial runs with on GPUs:
+    the stage, what is offloaded and ZeRO-3's sub-groups come from there, not from the
+    preset's name."""
+    from qstudy.train import deepspeed_config
+
+    return deepspeed_config(trial, use_gpu=True)["zero_optimization"]
+
+
+def _model_states_bytes(
+    zero: dict[str, Any], params: int, largest: int, gpus_per_node: int, nodes: int
+) -> tuple[int, int]:
+    """(GPU bytes, CPU bytes per node) of params, grads and optimizer state under ``zero``
+    (a ``zero_optimization`` section)."""
     gpus = gpus_per_node * nodes
-    stage, offload = int(preset[len("zero")]), preset.endswith("_offload")
+    stage = zero["stage"]
     if stage in (0, 1):
         partitioned = 16 * params if stage == 0 else math.ceil(16 * params / gpus)
         return 4 * params + partitioned, int(4 * params * gpus_per_node * 1.5)
     zero2, zero3 = _deepspeed_estimators()
     if stage == 2:
-        cpu, gpu = zero2(params, num_gpus_per_node=gpus_per_node, num_nodes=nodes, cpu_offload=offload)
+        cpu, gpu = zero2(
+            params, num_gpus_per_node=gpus_per_node, num_nodes=nodes, cpu_offload="offload_optimizer" in zero
+        )
         return gpu, cpu
     cpu, gpu, _ = zero3(
         params,
         largest,
         num_gpus_per_node=gpus_per_node,
         num_nodes=nodes,
-        cpu_offload=offload,
-        cpu_offload_params=offload,
+        cpu_offload="offload_optimizer" in zero,
+        cpu_offload_params="offload_param" in zero,
         zero_init=True,
     )
     return gpu, cpu
 
 
-def _zero3_sub_group_size(trial) -> int:
-    """The ``sub_group_size`` the trial's DeepSpeed config gives ZeRO-3: its own value, else
+def _zero3_sub_group_size(zero: dict[str, Any]) -> int:
+    """The ``sub_group_size`` of a ZeRO-3 ``zero_optimization`` section: its own value, else
     DeepSpeed's default."""
-    from qstudy.train import deepspeed_config
-
-    zero = deepspeed_config(trial, use_gpu=True)["zero_optimization"]
     if "sub_group_size" in zero:
         return int(zero["sub_group_size"])
     _deepspeed_estimators()  # chooses DeepSpeed's accelerator before its import
@@ -368,12 +347,12 @@ def largest_zero3_sub_group(numels, gpus: int, sub_group_size: int) -> int:
     return max(largest, current)
 
 
-def _optimizer_step_bytes(trial, params: int, numels, gpus: int) -> int:
-    """GPU bytes the optimizer step adds (module docstring): zero3 only, 4 bytes per
-    element of the largest sub-group ZeRO-3 steps at once."""
-    if trial.deepspeed.preset != "zero3":
+def _optimizer_step_bytes(zero: dict[str, Any], params: int, numels, gpus: int) -> int:
+    """GPU bytes the optimizer step adds (module docstring): ZeRO-3 with the optimizer on
+    the GPU only, 4 bytes per element of the largest sub-group ZeRO-3 steps at once."""
+    if zero["stage"] != 3 or "offload_optimizer" in zero:
         return 0
-    sub_group_size = _zero3_sub_group_size(trial)
+    sub_group_size = _zero3_sub_group_size(zero)
     if sub_group_size >= math.ceil(params / gpus):
         return math.ceil(4 * params / gpus)  # one sub-group: the whole partition (as measured)
     return 4 * largest_zero3_sub_group(numels, gpus, sub_group_size)
@@ -419,9 +398,10 @@ def estimate_memory(
     # DeepSpeed's estimators take a uniform layout: nodes x GPUs each. A trial smaller than
     # a node runs on part of one; a bigger one is counted as full nodes (gpus / nodes each).
     per_node = min(gpus, gpus_per_node) if used_nodes == 1 else gpus / used_nodes
-    gpu_bytes, cpu_bytes = _model_states_bytes(trial.deepspeed.preset, params, largest, per_node, used_nodes)
+    zero = _zero_optimization(trial)
+    gpu_bytes, cpu_bytes = _model_states_bytes(zero, params, largest, per_node, used_nodes)
     activations = _activation_bytes(trial)
-    step = _optimizer_step_bytes(trial, params, numels, gpus)
+    step = _optimizer_step_bytes(zero, params, numels, gpus)
     return MemoryEstimate(
         params=params,
         gpus=gpus,
@@ -433,7 +413,7 @@ def estimate_memory(
         cpu_gib_per_node=cpu_bytes / GIB,
         gpu_memory_gib=gpu_memory_gib,
         placeable=nodes is None or gpus <= gpus_per_node * nodes,
-        offload=trial.deepspeed.preset.endswith("_offload"),
+        offload="offload_optimizer" in zero,
         cpu_memory_gib=cpu_memory_gib,
     )
 
@@ -600,11 +580,13 @@ def format_plan(rows: list[PlanRow]) -> str:
 
 
 def _advice(trial) -> str:
-    stage = trial.deepspeed.preset
+    from qstudy.train import zero_stage
+
+    preset = trial.deepspeed.preset
     smaller = "a smaller train.micro_batch_size or data.max_tokens"
-    if stage == "zero3_offload":
+    if preset == "zero3_offload":
         return f"use more GPUs (resources.num_workers) or {smaller}"
-    if stage.startswith("zero3"):
+    if zero_stage(preset) == 3:
         return f"use zero3_offload or more GPUs (resources.num_workers), or {smaller}"
     return "use zero3 or zero3_offload or more GPUs (resources.num_workers)"
 

@@ -431,10 +431,10 @@ def _quantum_parity(model, trial) -> dict[str, float]:
         return {}
     import deepspeed
 
-    from qstudy.models import quantum_attention_modules
+    from qstudy.models import attention_modules
     from qstudy.quantum import aer_parity
 
-    modules = [m for m in quantum_attention_modules(model).values() if hasattr(m, "quantum_a")]
+    modules = [m for m in attention_modules(model).values() if hasattr(m, "quantum_a")]
     # ZeRO-3 keeps small ("persistent") parameters whole only once its forward trace is
     # complete: after a single forward they are partitioned again. Gather them (every rank
     # calls this); a no-op for parameters ZeRO-3 does not manage.

@@ -24,7 +24,7 @@ def main(preset: str, out_path: str) -> None:
     import torch.distributed as dist
 
     from qstudy.config import TrialConfig
-    from qstudy.models import build_model, quantum_attention_modules
+    from qstudy.models import attention_modules, build_model
     from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
     from qstudy.train._deepspeed_config import deepspeed_config
     from qstudy.train._task import build_task
@@ -51,7 +51,7 @@ def main(preset: str, out_path: str) -> None:
     ds_config = deepspeed_config(trial, use_gpu=False)
     torch.manual_seed(0)
     model = build_model(trial, task, deepspeed_config=ds_config)
-    quantum = [m for m in quantum_attention_modules(model).values() if hasattr(m, "quantum_gate")]
+    quantum = [m for m in attention_modules(model).values() if hasattr(m, "quantum_gate")]
     with deepspeed.zero.GatheredParameters([m.quantum_gate for m in quantum], modifier_rank=0):
         for module in quantum:
             module.quantum_gate.data.fill_(GATE)

@@ -78,7 +78,7 @@ def _local_ray(trial: TrialConfig):
 
 
 def _expected_parameters(trial: TrialConfig) -> int:
-    from qstudy._llama_presets import llama_config_kwargs
+    from qstudy.models import llama_config_kwargs
     from qstudy.plan import count_parameters
 
     base = count_parameters(trial.model)  # meta-device build of the same 2-layer config

@@ -222,8 +222,8 @@ def test_eval_loss_is_the_same_for_any_worker_count_and_micro_batch(local_ray, t
 def test_local_checkpoint_trains_offline(local_ray, tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from qstudy._llama_presets import llama_config_kwargs
     from qstudy.data import byte_tokenizer
+    from qstudy.models import llama_config_kwargs
     from qstudy.train import run_trial
 
     tok = byte_tokenizer()

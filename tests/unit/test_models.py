@@ -6,7 +6,7 @@ import pytest
 import torch
 import transformers  # a hard dependency: an import failure is an error, not a skip
 
-from qstudy.models import QUANTUM_ATTENTION, install_quantum_attention, load_quantum_llama, quantum_attention_modules
+from qstudy.models import QUANTUM_ATTENTION, attention_modules, install_quantum_attention, load_quantum_llama
 from qstudy.quantum import attention_response, quantum_attention, response_series
 
 VOCAB = 97
@@ -39,7 +39,7 @@ def _batch(seed=1):
 
 def _set_gates(model, value=0.7):
     with torch.no_grad():
-        for module in quantum_attention_modules(model).values():
+        for module in attention_modules(model).values():
             if hasattr(module, "quantum_gate"):
                 module.quantum_gate.copy_(torch.linspace(-value, value, module.quantum_gate.numel()))
 
@@ -383,8 +383,7 @@ def test_zero3_checkpoint_loads_into_partitions(single_rank_group, tmp_path):
 def test_other_stages_build_the_whole_model_as_before():
     from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
-    from qstudy._llama_presets import llama_config_kwargs
-    from qstudy.models import build_model
+    from qstudy.models import build_model, llama_config_kwargs
 
     trial = _build_trial("zero2")
     torch.manual_seed(0)
@@ -482,5 +481,28 @@ def test_a_checkpoints_circuit_must_match_the_trials(tmp_path):
     )
     assert check_paths(matching, "t.yaml") == []
     model = build_model(matching, _build_task())
-    options = {m.quantum_options for m in quantum_attention_modules(model).values()}
+    options = {m.quantum_options for m in attention_modules(model).values()}
     assert {(o.n_qubits, o.circuit_depth, o.simulator) for o in options} == {(3, 1, "aer")}  # the trial's simulator ran
+
+
+def test_attention_modules_are_every_layer_with_or_without_the_circuit():
+    model = install_quantum_attention(_llama(layers=3), n_qubits=2, circuit_depth=1, layers=[1])
+    modules = attention_modules(model)
+    assert list(modules) == [0, 1, 2]
+    assert [hasattr(m, "quantum_gate") for m in modules.values()] == [False, True, False]
+    assert modules[2] is model.model.layers[2].self_attn
+    with pytest.raises(ValueError, match="found no Llama-style attention modules in Linear"):
+        attention_modules(torch.nn.Linear(2, 2))
+
+
+def test_llama_config_kwargs_is_the_presets_architecture_with_its_depth_override():
+    from qstudy.config import MODEL_PRESETS
+    from qstudy.models import LLAMA_PRESETS, llama_config_kwargs
+
+    assert set(LLAMA_PRESETS) == set(MODEL_PRESETS)  # every preset a config accepts can be built
+    eight = llama_config_kwargs("llama-3.1-8b")
+    assert (eight["hidden_size"], eight["num_hidden_layers"], eight["num_key_value_heads"]) == (4096, 32, 8)
+    shallow = llama_config_kwargs("llama-3.1-8b", num_hidden_layers=2)
+    assert shallow == {**eight, "num_hidden_layers": 2}
+    shallow["hidden_size"] = 1  # a copy: the caller may change it
+    assert LLAMA_PRESETS["llama-3.1-8b"]["hidden_size"] == 4096

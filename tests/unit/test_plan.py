@@ -62,8 +62,7 @@ def test_depth_override_counts_fewer_layers():
 def test_quantum_parameters_match_the_installed_layer():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from qstudy._llama_presets import llama_config_kwargs
-    from qstudy.models import install_quantum_attention
+    from qstudy.models import install_quantum_attention, llama_config_kwargs
 
     model = LlamaForCausalLM(LlamaConfig(**llama_config_kwargs("llama-tiny")))
     install_quantum_attention(model, n_qubits=3, circuit_depth=2, layers=[1])

@@ -30,8 +30,8 @@ def tiny_checkpoint(tmp_path_factory):
     """A randomly initialised llama-tiny saved with the byte tokenizer: a local checkpoint folder."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from qstudy._llama_presets import llama_config_kwargs
     from qstudy.data import byte_tokenizer
+    from qstudy.models import llama_config_kwargs
 
     path = tmp_path_factory.mktemp("tiny")
     tokenizer = byte_tokenizer()
