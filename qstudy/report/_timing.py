@@ -49,7 +49,7 @@ def measure_step_times(
 
     from qstudy.models import build_model
     from qstudy.optim import SuperpositionalAdamW
-    from qstudy.train import build_task
+    from qstudy.train import build_trial_data
 
     seed = study.seeds[0] if study.seeds else study.trial.seed
     limit = _MAX_MEMORY_SHARE * _memory_bytes()
@@ -67,7 +67,7 @@ def measure_step_times(
             # A local checkpoint is sized before it is loaded: weights, grads, Adam's two moments.
             if trial.model.path is not None and total_bytes + 4 * _checkpoint_bytes(trial.model.path) > limit:
                 return {}, f"the arms' models need over {limit / 2**30:.0f} GiB side by side: not timed here"
-            task = build_task(trial)
+            task = build_trial_data(trial)
             torch.manual_seed(trial.seed)
             model = build_model(trial, task)
             model.train()

@@ -11,11 +11,20 @@ import torch
 
 from qstudy.config import TrialConfig
 
-__all__ = ["Task", "build_task"]
+__all__ = ["TrialData", "build_trial_data"]
 
 
 @dataclasses.dataclass
-class Task:
+class TrialData:
+    """A trial's data, tokenized, and how the worker loop draws from it.
+
+    Holds the train and held-out tensors, the tokenizer and the sizes the model is built
+    with; :meth:`micro_batches` gives a rank its share of each optimizer step's global
+    batch, :meth:`eval_batches` its share of the held-out set, and
+    :meth:`generate_accuracy` scores GSM8K answers by greedy generation. Built by
+    :func:`build_trial_data`, deterministic per seed.
+    """
+
     kind: str  # "causal_lm" or "classification"
     tokenizer: Any
     train: dict[str, torch.Tensor]  # input_ids/attention_mask/labels, [N, ...]
@@ -109,7 +118,7 @@ class Task:
         return hits, float(len(share))
 
 
-def build_task(trial: TrialConfig) -> Task:
+def build_trial_data(trial: TrialConfig) -> TrialData:
     """Loads or generates the trial's data and tokenizes it (deterministic per seed)."""
     data = trial.data
     common = dict(
@@ -123,7 +132,7 @@ def build_task(trial: TrialConfig) -> Task:
 
         cls = make_classification_task(seed=data.seed, n_train=data.train_examples or 1024, n_eval=data.eval_examples)
         split = lambda part: {"input_ids": part.input_ids, "attention_mask": part.attention_mask, "labels": part.labels}  # noqa: E731
-        return Task(
+        return TrialData(
             kind="classification",
             tokenizer=None,
             train=split(cls.train),
@@ -158,7 +167,7 @@ def build_task(trial: TrialConfig) -> Task:
         )
 
     problems = [(encode_prompt(ex.question, tokenizer), ex.answer) for ex in held_out[: data.generate_examples]]
-    return Task(
+    return TrialData(
         kind="causal_lm",
         tokenizer=tokenizer,
         train=tensors(train),

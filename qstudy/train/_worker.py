@@ -1,208 +1,266 @@
-"""The per-worker loop of a trial: model, data, SuperpositionalAdamW under DeepSpeed,
-metrics and checkpoints through ``ray.train.report``.
+"""One rank's run of a trial, as a recipe: set up (data, model, SuperpositionalAdamW
+under DeepSpeed), resume or evaluate the untrained model, then train steps, evaluations
+and checkpoints, every result through ``ray.train.report``.
 
 Runs inside Ray Train workers; everything heavy is imported here, not by the driver.
+The checkpoint protocol (what is saved, and what a restarted worker reads back) is
+``qstudy.train._checkpoint``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
-import os
-import tempfile
 import time
 from typing import Any
 
 import torch
 
-__all__ = ["train_loop_per_worker", "CHECKPOINT_TAG", "eval_sums", "learning_rate"]
+from qstudy.train._checkpoint import (
+    TrainingState,
+    ended_metrics,
+    load_checkpoint,
+    report_checkpoint,
+    report_final_status,
+)
 
-CHECKPOINT_TAG = "qstudy"
-FINAL_STATUS = "final_status.json"  # the only file of a status-only final checkpoint
+__all__ = ["train_loop_per_worker", "TrialRun", "eval_sums", "learning_rate"]
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train entry point. ``config``: ``{"trial": TrialConfig as a dict}``."""
+    """Ray Train entry point. ``config``: ``{"trial": TrialConfig as a dict, "submitted_at"}``."""
     import ray.train
 
     from qstudy.config import TrialConfig
 
     trial = TrialConfig.model_validate(config["trial"])
     ctx = ray.train.get_context()
-    loop = _Loop(trial, rank=ctx.get_world_rank(), world_size=ctx.get_world_size())
-    loop.run(submitted_at=config.get("submitted_at"))
+    TrialRun(trial, rank=ctx.get_world_rank(), world_size=ctx.get_world_size()).run(config.get("submitted_at"))
 
 
-class _Loop:
+@dataclasses.dataclass
+class _StepSums:
+    """This rank's sums and clocks of one optimizer step, before they are reduced over ranks."""
+
+    loss_sum: float  # Σ micro-batch losses
+    tokens: int  # attention-mask tokens of the micro-batches
+    step_s: float
+    optimizer_s: float  # inside engine.step()
+    perturbation_s_before: float  # the optimizer's perturbation clock when the step began
+    attention_s_before: float  # the quantum attention's forward clock when the step began
+
+
+class TrialRun:
+    """One rank's run of a trial: its config, its rank, and once :meth:`set_up` ran, the
+    DeepSpeed engine, the trial's data and the metrics every report repeats.
+
+    Attributes:
+        run_facts: metrics that do not change over the run (initial eval, model size,
+            start-up times, ...), repeated in every report so the trial's last result
+            carries them.
+        train_loss_sum: Σ ``train_loss`` over the steps so far: ``mean_train_loss``,
+            the paper's GSM8K measure.
+    """
+
     def __init__(self, trial, rank: int, world_size: int):
         self.trial = trial
         self.rank = rank
         self.world_size = world_size
 
     def run(self, submitted_at: float | None = None) -> None:
+        """Runs the trial from its start or its last checkpoint to its last step.
+
+        ``submitted_at``: when the driver built the trainer (``time.time()``), for the
+        ``startup_*`` metrics.
+        """
         entered = time.time()
-        import deepspeed  # inside the worker: importing it in the driver has broken before (https://github.com/ray-project/ray/issues/50406)
+        _import_worker_modules()
         import ray.train
-        import torch.distributed as dist
 
-        from qstudy.models import build_model, quantum_attention_forward_time_s
-        from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
-        from qstudy.train._deepspeed_config import deepspeed_config
-        from qstudy.train._task import build_task
-
-        trial = self.trial
         checkpoint = ray.train.get_checkpoint()
-        ended = _ended_metrics(checkpoint)
+        ended = ended_metrics(checkpoint)
         if ended is not None:
             # Restored from a status-only final checkpoint (the trial diverged, or completed
             # with train.checkpoint_every_steps 0) by a study re-running it: nothing to resume,
             # hand the result on again.
-            self._report_status({**ended, "resumed_from_step": ended.get("step", 0)})
+            report_final_status({**ended, "resumed_from_step": ended.get("step", 0)}, self.rank)
             return
         imported = time.time()
-        use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
-        device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
-        task = build_task(trial)
-        ds_config = deepspeed_config(trial, use_gpu)
-        torch.manual_seed(trial.seed)  # the same initial model on every rank
-        model = build_model(trial, task, deepspeed_config=ds_config)  # ZeRO-3: partitioned as it is built
+        model, ds_config = self.build_model()
         built = time.time()
-        optimizer = SuperpositionalAdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            **trial.optimizer.optimizer_kwargs(),
-        )
-        engine, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optimizer, config=ds_config, dist_init_required=False
-        )
-        client = bind_deepspeed(engine)
+        self.initialize_deepspeed(model, ds_config)
         initialized = time.time()
-        self.engine, self.task, self.device, self.dist = engine, task, device, dist
-
-        start_step, initial, finished = 0, {}, {}
-        self.train_loss_sum = 0.0  # Σ train_loss over the steps so far: mean_train_loss, the paper's GSM8K measure
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                _, client_state = engine.load_checkpoint(directory, tag=CHECKPOINT_TAG)
-                _restore_rng_state(directory, self.rank)
-            start_step, initial = int(client_state["step"]), dict(client_state.get("initial", {}))
-            finished = dict(client_state.get("metrics", {}))
-            self.train_loss_sum = float(client_state.get("train_loss_sum", 0.0))
-        else:
-            initial = {f"initial_{k}": v for k, v in self._evaluate(generate=False).items()}
-        # Repeated in every report, so the trial's last result carries them.
-        self.constant = {"resumed_from_step": start_step, **initial, **_quantum_parity(model, trial)}
-        # Exact size (ZeRO-3 leaves p.numel() == 0; a tied embedding is yielded once) and
-        # where the ranks ran (the study driver tags the MLflow run with it).
-        self.constant["model_parameters"] = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
-        self.constant["worker_nodes"] = self._worker_nodes()
+        state = self.resume(checkpoint)
+        self.initial = state.initial
+        self.train_loss_sum = state.train_loss_sum
+        self.run_facts = self.collect_run_facts(model, state)
         # Where start-up time goes (benchmarks/trial_startup.py): trial submitted -> worker
         # entry -> imports -> data + model -> deepspeed.initialize -> first optimizer step.
-        self.constant.update(
+        self.run_facts.update(
             startup_imports_s=imported - entered,
             startup_build_s=built - imported,
             startup_deepspeed_init_s=initialized - built,
         )
         if submitted_at is not None:
-            self.constant["startup_worker_entry_s"] = entered - submitted_at
-        self.initial = initial
-        if start_step >= trial.train.max_steps:
+            self.run_facts["startup_worker_entry_s"] = entered - submitted_at
+        if state.step >= self.trial.train.max_steps:
             # Restored from the final checkpoint (a study re-running a trial whose driver
             # died after training ended): hand the final metrics on again, or the trial
             # would end without a result.
-            self._report({**finished, "resumed_from_step": start_step}, final=True)
+            self.report({**state.metrics, "resumed_from_step": state.step}, final=True)
             return
-        pending: dict[str, Any] = {}
+        self.train(state.step, submitted_at)
+
+    # ---------------------------------------------------------------- set-up
+    def build_model(self):
+        """The trial's data and model (seeded: the same initial model on every rank);
+        returns the model and its DeepSpeed config."""
+        from qstudy.models import build_model
+        from qstudy.train._deepspeed_config import deepspeed_config
+        from qstudy.train._task import build_trial_data
+
+        trial = self.trial
+        use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
+        self.device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
+        self.data = build_trial_data(trial)
+        ds_config = deepspeed_config(trial, use_gpu)
+        torch.manual_seed(trial.seed)  # the same initial model on every rank
+        model = build_model(trial, self.data, deepspeed_config=ds_config)  # ZeRO-3: partitioned as it is built
+        return model, ds_config
+
+    def initialize_deepspeed(self, model, ds_config: dict[str, Any]) -> None:
+        """Wraps the model and a SuperpositionalAdamW over its trainable parameters in a
+        DeepSpeed engine; ``self.superpositional`` is that optimizer (DeepSpeed's client one, not
+        ``engine.optimizer``, the wrapper DeepSpeed steps)."""
+        import deepspeed
+
+        from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
+
+        optimizer = SuperpositionalAdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            **self.trial.optimizer.optimizer_kwargs(),
+        )
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=ds_config, dist_init_required=False
+        )
+        self.superpositional = bind_deepspeed(self.engine)
+
+    def resume(self, checkpoint) -> TrainingState:
+        """The state to start from: the checkpoint's (loaded into the engine), or step 0
+        with the untrained model's eval as its ``initial_*`` metrics."""
+        if checkpoint is not None:
+            return load_checkpoint(self.engine, checkpoint, self.rank)
+        initial = {f"initial_{k}": v for k, v in self.evaluate(generate=False).items()}
+        return TrainingState(step=0, initial=initial, metrics={}, train_loss_sum=0.0)
+
+    def collect_run_facts(self, model, state: TrainingState) -> dict[str, Any]:
+        """The metrics every report repeats, but the start-up times."""
+        facts = {"resumed_from_step": state.step, **state.initial, **_quantum_parity(model, self.trial)}
+        # Exact size (ZeRO-3 leaves p.numel() == 0; a tied embedding is yielded once) and
+        # where the ranks ran (the study driver tags the MLflow run with it).
+        facts["model_parameters"] = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
+        facts["worker_nodes"] = self._worker_nodes()
+        return facts
+
+    # ---------------------------------------------------------------- training
+    def train(self, start_step: int, submitted_at: float | None) -> None:
+        """Steps ``start_step + 1 .. train.max_steps``: evaluates, checkpoints and reports
+        on their cadences; a diverged step ends the trial."""
+        train = self.trial.train
+        # The metrics of the step about to be reported. A step not reported leaves its own
+        # (the next step's overwrite them); a diverged step reports on top of them.
+        step_metrics: dict[str, Any] = {}
         first_step = True
         loop_started = time.perf_counter()
-        for step in range(start_step + 1, trial.train.max_steps + 1):
+        for step in range(start_step + 1, train.max_steps + 1):
             self._set_lr(step)
-            last = step == trial.train.max_steps
-            evaluate = step % trial.train.eval_every_steps == 0 or last
+            last = step == train.max_steps
+            evaluate = step % train.eval_every_steps == 0 or last
             save = self._checkpoint_due(step, last)
-            reported = evaluate or save or step % trial.train.log_every_steps == 0
-            client.measure_perturbation = reported  # the steps whose metrics are reported
-            t0 = time.perf_counter()
-            loss_sum, tokens = 0.0, 0
-            finite = True
-            optimizer_s = 0.0
-            perturbation_before = client.perturbation_time_s
-            attention_before = quantum_attention_forward_time_s()
-            for micro in task.micro_batches(step, self.rank, self.world_size):
-                micro = {k: v.to(device) for k, v in micro.items()}
-                loss = engine(**micro).loss
-                finite = self._all_finite(loss)
-                if not finite:
-                    break
-                engine.backward(loss)
-                t_opt = time.perf_counter()
-                skipped = engine.skipped_steps
-                engine.step()  # DeepSpeed steps the optimizer at the accumulation boundary
-                optimizer_s += time.perf_counter() - t_opt
-                if engine.skipped_steps > skipped:
-                    # DeepSpeed skips a step whose gradients hold inf/NaN (agreed over ranks).
-                    # With no fp16 loss scale to lower, that is divergence, not a scale probe:
-                    # left alone the trial would run on with frozen parameters.
-                    finite = False
-                    break
-                loss_sum += float(loss.detach())
-                tokens += int(micro["attention_mask"].sum())
-            if not finite:
-                pending.update({"step": step, "train_loss": float("nan"), "status": "diverged"})
-                self._report(pending, final=True)
+            reported = evaluate or save or step % train.log_every_steps == 0
+            self.superpositional.measure_perturbation = reported  # the steps whose metrics are reported
+            sums = self.train_step(step)
+            if sums is None:
+                step_metrics.update({"step": step, "train_loss": float("nan"), "status": "diverged"})
+                self.report(step_metrics, final=True)
                 return
-            step_s = time.perf_counter() - t0
             if first_step and submitted_at is not None:
-                self.constant["startup_to_first_step_s"] = time.time() - submitted_at
+                self.run_facts["startup_to_first_step_s"] = time.time() - submitted_at
             first_step = False
-            global_loss, global_tokens = self._all_reduce_sum([loss_sum / max(1, task.accumulation), float(tokens)])
-            metrics = {
-                "step": step,
-                "train_loss": global_loss / self.world_size,
-                "lr": engine.optimizer.param_groups[0]["lr"]
-                if engine.optimizer is not None
-                else client.param_groups[0]["lr"],
-                "step_time_s": step_s,
-                "tokens_per_s": global_tokens / step_s if step_s > 0 else float("nan"),
-                "optimizer_time_share": optimizer_s / step_s if step_s > 0 else float("nan"),
-                "perturbation_time_share": (client.perturbation_time_s - perturbation_before) / step_s
-                if step_s > 0
-                else float("nan"),
-                # forward only (circuit series + scores); the backward is not timed
-                "quantum_attention_forward_time_share": (quantum_attention_forward_time_s() - attention_before) / step_s
-                if step_s > 0
-                else float("nan"),
-            }
-            self.train_loss_sum += metrics["train_loss"]
-            metrics["mean_train_loss"] = self.train_loss_sum / step
-            pending.update(metrics)
-            pending["train_time_s"] = time.perf_counter() - loop_started  # steps + evals of this run
+            step_metrics.update(self._step_metrics(step, sums))
+            step_metrics["train_time_s"] = time.perf_counter() - loop_started  # steps + evals of this run
             if evaluate:
-                pending.update(self._evaluate())
-                pending["train_time_s"] = time.perf_counter() - loop_started
+                step_metrics.update(self.evaluate())
+                step_metrics["train_time_s"] = time.perf_counter() - loop_started
             if reported:
-                pending.update(self._perturbation_metrics(client))
-                pending["status"] = "completed" if last else "running"
+                step_metrics.update(self._perturbation_metrics())
+                step_metrics["status"] = "completed" if last else "running"
                 if save:
-                    self._report(pending, step=step)
+                    self.report(step_metrics, step=step)
                 else:  # the last step without a DeepSpeed checkpoint still ends with a status one
-                    self._report(pending, final=last)
-                pending = {}
+                    self.report(step_metrics, final=last)
+                step_metrics = {}
 
-    # ---------------------------------------------------------------- helpers
-    def _report_status(self, metrics: dict[str, Any]) -> None:
-        """Reports the final metrics with a small checkpoint holding only them (``FINAL_STATUS``)."""
-        import json
+    def train_step(self, step: int) -> _StepSums | None:
+        """One optimizer step over this rank's micro-batches; None when it diverged
+        (a non-finite loss on any rank, or a step DeepSpeed skipped)."""
+        from qstudy.models import quantum_attention_forward_time_s
 
-        import ray.train
-        from ray.train import Checkpoint
+        engine = self.engine
+        t0 = time.perf_counter()
+        loss_sum, tokens = 0.0, 0
+        optimizer_s = 0.0
+        perturbation_before = self.superpositional.perturbation_time_s
+        attention_before = quantum_attention_forward_time_s()
+        for micro in self.data.micro_batches(step, self.rank, self.world_size):
+            micro = {k: v.to(self.device) for k, v in micro.items()}
+            loss = engine(**micro).loss
+            if not self._all_finite(loss):
+                return None
+            engine.backward(loss)
+            t_opt = time.perf_counter()
+            skipped = engine.skipped_steps
+            engine.step()  # DeepSpeed steps the optimizer at the accumulation boundary
+            optimizer_s += time.perf_counter() - t_opt
+            if engine.skipped_steps > skipped:
+                # DeepSpeed skips a step whose gradients hold inf/NaN (agreed over ranks).
+                # With no fp16 loss scale to lower, that is divergence, not a scale probe:
+                # left alone the trial would run on with frozen parameters.
+                return None
+            loss_sum += float(loss.detach())
+            tokens += int(micro["attention_mask"].sum())
+        return _StepSums(loss_sum, tokens, time.perf_counter() - t0, optimizer_s, perturbation_before, attention_before)
 
-        with tempfile.TemporaryDirectory(prefix="qstudy-final-") as directory:
-            if self.rank == 0:
-                with open(os.path.join(directory, FINAL_STATUS), "w") as f:
-                    json.dump(metrics, f)
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+    def _step_metrics(self, step: int, sums: _StepSums) -> dict[str, float]:
+        """The step's metrics, reduced over ranks; adds its loss to ``train_loss_sum``."""
+        from qstudy.models import quantum_attention_forward_time_s
 
-    def _perturbation_metrics(self, client) -> dict[str, float]:
+        step_s = sums.step_s
+        global_loss, global_tokens = self._all_reduce_sum(
+            [sums.loss_sum / max(1, self.data.accumulation), float(sums.tokens)]
+        )
+
+        def share(seconds: float) -> float:
+            return seconds / step_s if step_s > 0 else float("nan")
+
+        metrics = {
+            "step": step,
+            "train_loss": global_loss / self.world_size,
+            "lr": self.engine.optimizer.param_groups[0]["lr"]
+            if self.engine.optimizer is not None
+            else self.superpositional.param_groups[0]["lr"],
+            "step_time_s": step_s,
+            "tokens_per_s": global_tokens / step_s if step_s > 0 else float("nan"),
+            "optimizer_time_share": share(sums.optimizer_s),
+            "perturbation_time_share": share(self.superpositional.perturbation_time_s - sums.perturbation_s_before),
+            # forward only (circuit series + scores); the backward is not timed
+            "quantum_attention_forward_time_share": share(quantum_attention_forward_time_s() - sums.attention_s_before),
+        }
+        self.train_loss_sum += metrics["train_loss"]
+        metrics["mean_train_loss"] = self.train_loss_sum / step
+        return metrics
+
+    def _perturbation_metrics(self) -> dict[str, float]:
         """How big the perturbation was next to the AdamW update, on the step just taken.
 
         ``perturbation_to_adam_ratio`` = ‖lr·λ·Q‖ / ‖AdamW step‖ over the perturbed
@@ -212,7 +270,7 @@ class _Loop:
         """
         from qstudy.train._deepspeed_config import zero_stage
 
-        stats = client.perturbation_stats()
+        stats = self.superpositional.perturbation_stats()
         if self.world_size > 1 and zero_stage(self.trial.deepspeed.preset) > 0:  # each rank holds its partition's sums
             stats = dict(zip(stats, self._all_reduce_sum(list(stats.values()))))
         if not stats["perturbed"]:
@@ -235,43 +293,20 @@ class _Loop:
         for group in self.engine.optimizer.param_groups:
             group["lr"] = learning_rate(self.trial, step)
 
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        flag = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self._comm_device())
-        if self.world_size > 1:
-            self.dist.all_reduce(flag)
-        return flag.item() == 0.0
-
-    def _all_reduce_sum(self, values: list[float]) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64, device=self._comm_device())
-        if self.world_size > 1:
-            self.dist.all_reduce(t)
-        return t.tolist()
-
-    def _comm_device(self):
-        return self.device
-
-    def _worker_nodes(self) -> str:
-        """The Ray node ids of all ranks: sorted, de-duplicated, comma-joined."""
-        import ray
-
-        nodes = [ray.get_runtime_context().get_node_id()]
-        if self.world_size > 1:
-            gathered: list[Any] = [None] * self.world_size
-            self.dist.all_gather_object(gathered, nodes[0])
-            nodes = gathered
-        return ",".join(sorted(set(nodes)))
-
+    # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
-    def _evaluate(self, generate: bool = True) -> dict[str, float]:
-        engine, task = self.engine, self.task
+    def evaluate(self, generate: bool = True) -> dict[str, float]:
+        """``eval_loss`` over the held-out set, and ``eval_accuracy`` (classification) or,
+        with ``generate``, ``gsm8k_accuracy`` by greedy generation; reduced over ranks."""
+        engine, data = self.engine, self.data
         engine.eval()
-        sums = eval_sums(engine, task, self.rank, self.world_size, self.device)
+        sums = eval_sums(engine, data, self.rank, self.world_size, self.device)
         loss_sum, scored, correct, total = self._all_reduce_sum(sums)
         metrics = {"eval_loss": loss_sum / max(1.0, scored)}
-        if task.kind == "classification":
+        if data.kind == "classification":
             metrics["eval_accuracy"] = correct / max(1.0, total)
-        elif task.generate_count and generate:
-            hits, asked = task.generate_accuracy(engine.module, self.rank, self.world_size, self.device, self._synced())
+        elif data.generate_count and generate:
+            hits, asked = data.generate_accuracy(engine.module, self.rank, self.world_size, self.device, self._synced())
             hits, asked = self._all_reduce_sum([hits, asked])
             metrics["gsm8k_accuracy"] = hits / max(1.0, asked)
         engine.train()
@@ -282,8 +317,10 @@ class _Loop:
 
         return self.world_size > 1 and zero_stage(self.trial.deepspeed.preset) == 3
 
-    def _report(self, metrics: dict[str, Any], step: int | None = None, final: bool = False) -> None:
-        """Reports metrics; with ``step``, a DeepSpeed checkpoint of every rank's shard.
+    # ---------------------------------------------------------------- reporting
+    def report(self, metrics: dict[str, Any], step: int | None = None, final: bool = False) -> None:
+        """Reports metrics (after the run facts); with ``step``, a DeepSpeed checkpoint of
+        every rank's shard.
 
         A run's ``Result.metrics`` are those of its last checkpoint, so a trial that ends
         without a DeepSpeed one (diverged, or ``checkpoint_every_steps`` 0) reports a small
@@ -291,28 +328,59 @@ class _Loop:
         """
         import ray.train
 
-        metrics = {**self.constant, **metrics}
+        metrics = {**self.run_facts, **metrics}
         if self.device.type == "cuda":  # next to `qstudy plan`'s per-GPU estimate
             metrics["gpu_max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if final:
-            self._report_status(metrics)
+            report_final_status(metrics, self.rank)
             return
         if step is None:
             ray.train.report(metrics)
             return
-        client_state = {
-            "step": step,
-            "initial": self.initial,
-            "metrics": metrics,
-            "train_loss_sum": self.train_loss_sum,
-        }
-        with _checkpoint_directory(step) as (directory, report):
-            self.engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=client_state)
-            torch.save(_rng_state(), os.path.join(directory, _RNG_STATE.format(rank=self.rank)))
-            report(metrics)
+        state = TrainingState(step=step, initial=self.initial, metrics=metrics, train_loss_sum=self.train_loss_sum)
+        report_checkpoint(self.engine, state, self.rank, metrics)
+
+    # ---------------------------------------------------------------- collectives
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether the loss is finite on every rank."""
+        import torch.distributed as dist
+
+        flag = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(flag)
+        return flag.item() == 0.0
+
+    def _all_reduce_sum(self, values: list[float]) -> list[float]:
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(t)
+        return t.tolist()
+
+    def _worker_nodes(self) -> str:
+        """The Ray node ids of all ranks: sorted, de-duplicated, comma-joined."""
+        import ray
+        import torch.distributed as dist
+
+        nodes = [ray.get_runtime_context().get_node_id()]
+        if self.world_size > 1:
+            gathered: list[Any] = [None] * self.world_size
+            dist.all_gather_object(gathered, nodes[0])
+            nodes = gathered
+        return ",".join(sorted(set(nodes)))
 
 
-_RNG_STATE = "rng_state_rank{rank}.pt"  # per rank: dropout and sampling continue as if never stopped
+def _import_worker_modules() -> None:
+    """Imports what the run needs up front, so ``startup_imports_s`` times the imports alone."""
+    import deepspeed  # noqa: F401  inside the worker: importing it in the driver has broken before (https://github.com/ray-project/ray/issues/50406)
+    import ray.train  # noqa: F401
+    import torch.distributed  # noqa: F401
+
+    import qstudy.models  # noqa: F401
+    import qstudy.optim  # noqa: F401
+    import qstudy.train._deepspeed_config  # noqa: F401
+    import qstudy.train._task  # noqa: F401
 
 
 def learning_rate(trial, step: int) -> float:
@@ -327,62 +395,6 @@ def learning_rate(trial, step: int) -> float:
     if opt.lr_schedule == "linear" and total > warmup:
         return opt.lr * max(0.0, (total - step + 1) / (total - warmup))
     return opt.lr
-
-
-@contextlib.contextmanager
-def _checkpoint_directory(step: int):
-    """Yields the folder the ranks write a checkpoint into, and the function that reports it.
-
-    On a local or shared file system the checkpoint is written straight into the run's
-    storage folder and reported in place (``CheckpointUploadMode.NO_UPLOAD``): staged in
-    the node's ``/tmp`` first, it would need a second copy there (~1 TB at 70B) and a
-    copy of every byte. Every rank writes its shards into the same folder, named by the
-    step, so the ranks agree on it by construction.
-    """
-    import ray.train
-    from pyarrow.fs import LocalFileSystem
-    from ray.train import Checkpoint, CheckpointUploadMode
-
-    storage = ray.train.get_context().get_storage()
-    name = f"checkpoint_step{step:08d}"
-    if isinstance(storage.storage_filesystem, LocalFileSystem):
-        directory = storage.build_checkpoint_path_from_name(name)
-        os.makedirs(directory, exist_ok=True)
-        checkpoint = Checkpoint(directory, filesystem=storage.storage_filesystem)
-        yield (
-            directory,
-            lambda metrics: ray.train.report(
-                metrics,
-                checkpoint=checkpoint,
-                checkpoint_dir_name=name,
-                checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD,
-            ),
-        )
-        return
-    with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:  # remote storage: Ray uploads it
-        yield (
-            directory,
-            lambda metrics: ray.train.report(
-                metrics, checkpoint=Checkpoint.from_directory(directory), checkpoint_dir_name=name
-            ),
-        )
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _restore_rng_state(directory: str, rank: int) -> None:
-    path = os.path.join(directory, _RNG_STATE.format(rank=rank))
-    if not os.path.exists(path):  # a checkpoint written with another worker count
-        return
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
 
 
 @torch.no_grad()
@@ -409,20 +421,6 @@ def eval_sums(model, task, rank: int, world_size: int, device) -> list[float]:
             correct += float((out.logits.argmax(-1) == batch["labels"]).sum())
             total += float(batch["labels"].shape[0])
     return [loss_sum, scored, correct, total]
-
-
-def _ended_metrics(checkpoint) -> dict[str, Any] | None:
-    """The metrics of a status-only final checkpoint; None for none or a DeepSpeed one."""
-    import json
-
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as directory:
-        path = os.path.join(directory, FINAL_STATUS)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
 
 
 def _quantum_parity(model, trial) -> dict[str, float]:

@@ -26,8 +26,8 @@ def main(preset: str, out_path: str) -> None:
     from qstudy.config import TrialConfig
     from qstudy.models import attention_modules, build_model
     from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
+    from qstudy.train import build_trial_data
     from qstudy.train._deepspeed_config import deepspeed_config
-    from qstudy.train._task import build_task
 
     dist.init_process_group("gloo")
     trial = TrialConfig.model_validate(
@@ -47,7 +47,7 @@ def main(preset: str, out_path: str) -> None:
             "deepspeed": {"preset": preset},
         }
     )
-    task = build_task(trial)
+    task = build_trial_data(trial)
     ds_config = deepspeed_config(trial, use_gpu=False)
     torch.manual_seed(0)
     model = build_model(trial, task, deepspeed_config=ds_config)

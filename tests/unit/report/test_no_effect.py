@@ -46,10 +46,10 @@ def _train(study, arm: str) -> TrialRecord:
     """A trial's curves from STEPS real steps of the arm (no Ray: the loop of the trial's worker)."""
     from qstudy.models import build_model
     from qstudy.optim import SuperpositionalAdamW
-    from qstudy.train import build_task
+    from qstudy.train import build_trial_data
 
     trial = study.trial_config({**study.arms[arm], "seed": 0})
-    task = build_task(trial)
+    task = build_trial_data(trial)
     torch.manual_seed(0)
     model = build_model(trial, task)
     params = [p for p in model.parameters() if p.requires_grad]

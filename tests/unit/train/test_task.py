@@ -3,7 +3,7 @@
 import pytest
 
 from qstudy.config import TrialConfig
-from qstudy.train._task import build_task
+from qstudy.train import build_trial_data
 
 
 def _task(eval_examples: int, micro_batch_size: int):
@@ -11,7 +11,7 @@ def _task(eval_examples: int, micro_batch_size: int):
         "data": {"task": "classification", "train_examples": 16, "eval_examples": eval_examples},
         "train": {"global_batch_size": micro_batch_size, "micro_batch_size": micro_batch_size},
     })  # fmt: skip
-    return build_task(trial)
+    return build_trial_data(trial)
 
 
 @pytest.mark.parametrize("n, micro, world", [(3, 1, 2), (5, 2, 2), (7, 2, 4), (2, 1, 4), (8, 4, 2), (1, 3, 1)])
@@ -37,7 +37,7 @@ def _gsm8k_task(micro_batch_size: int):
         "data": {"task": "synthetic_gsm8k", "train_examples": 16, "eval_examples": 12, "generate_examples": 0, "max_tokens": 160},
         "train": {"global_batch_size": 8, "micro_batch_size": micro_batch_size},
     })  # fmt: skip
-    return trial, build_task(trial)
+    return trial, build_trial_data(trial)
 
 
 def test_eval_loss_is_the_mean_over_scored_tokens_for_any_split():
