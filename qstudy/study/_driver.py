@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -69,11 +70,29 @@ def run_study(
 
 def _run_locked(study, paths, source: str, address, printer, progress_interval_s: float) -> dict[str, Any]:
     """The body of :func:`run_study`, run while the study's driver lock is held."""
-    from qstudy.config import apply_overrides
-    from qstudy.study._callbacks import ProgressCallback, TrackingCallback
-    from qstudy.study._relog import check_runs_known, relog_trials, trial_records
-    from qstudy.study._searcher import CONFIRM_PHASE, StudySearcher, trial_name
+    from qstudy.study._callbacks import TrackingCallback
     from qstudy.tracking import StudyTracker
+
+    _preflight(study, source, address)
+    Path(paths["output"]).mkdir(parents=True, exist_ok=True)
+    searcher = _searcher(study, paths)
+    tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name, objective=study.objective.metric)
+    resume = _read_resume(study, searcher, tracker, paths)  # checked before the store is written
+    _start_tracking(study, tracker, paths, source)
+    view_key = tracker.share_view(_columns(study))
+    tracking = TrackingCallback(tracker, _trial_config_of(study))
+    _settle_resume(study, tracker, tracking, resume, paths, printer)
+    selection = _run_phases(study, searcher, paths, [tracking], printer, progress_interval_s)
+    summary = _summary(study, searcher, tracker, paths, source, _columns(study), tracking.results, selection, view_key)
+    printer(summary["text"])
+    tracker.finish_study(summary["best"], summary["text"], description=summary["description"])
+    return summary
+
+
+def _preflight(study, source: str, address: str | None) -> None:
+    """Starts (or joins) Ray and raises every placement problem as a ConfigError: before
+    MLflow is written or a trial starts."""
+    from qstudy.plan import check_fits_on_ray
     from qstudy.train import check_placement, init_ray, raise_problems, worker_env
 
     # Train-only reports carry no eval metrics; ASHA skips those and acts on eval reports.
@@ -81,18 +100,18 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     init_ray(address, worker_env(study.trial))
     raise_problems(check_placement(study.trial, source, prefix="trial."))
-    from qstudy.plan import check_fits_on_ray
-
     raise_problems(check_fits_on_ray(study, source))  # GPU memory per trial shape; CPU-only: nothing to check
 
-    Path(paths["output"]).mkdir(parents=True, exist_ok=True)
+
+def _searcher(study, paths):
+    """The study's ``StudySearcher`` over its Optuna storage (resumed where it exists)."""
+    from qstudy.study._searcher import StudySearcher
     from qstudy.study._space import build_sampler, optuna_space
 
-    space = optuna_space(study)
-    searcher = StudySearcher(
+    return StudySearcher(
         study_name=study.name,
         storage_url=paths["optuna_url"],
-        space=space,
+        space=optuna_space(study),
         sampler=build_sampler(study),
         metric=study.objective.metric,
         mode=study.objective.mode,
@@ -100,7 +119,33 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
         baselines=[dict(b) for b in study.baselines],
         comparison=study.comparison_trials(),
     )
-    tracker = StudyTracker(paths["tracking_uri"], study.experiment_name, study.name, objective=study.objective.metric)
+
+
+@dataclasses.dataclass
+class _Resume:
+    """What a re-run driver finds of the runs before it, read before the store is written.
+
+    Attributes:
+        finished: trial id -> status of every trial the Optuna study holds as finished
+            (a re-run skips them).
+        relog: :func:`~qstudy.study._relog.trial_records` of the finished trials the
+            MLflow store holds no run of: logged again from their Tune results.
+    """
+
+    finished: dict[str, str]
+    relog: dict[str, dict[str, Any]]
+
+
+def _read_resume(study, searcher, tracker, paths) -> _Resume:
+    """Reads and checks what the stores hold of earlier runs, writing nothing.
+
+    Raises:
+        StoreOutOfStepError: the store holds runs Optuna has no trial of, or lacks
+            finished trials whose Tune results cannot re-log them.
+    """
+    from qstudy.study._relog import check_runs_known, trial_records
+    from qstudy.study._searcher import trial_name
+
     # Finished trials the MLflow store has no run of (it was deleted or replaced while
     # the Optuna study remained): read back and checked before the store is written.
     finished_trials = searcher.finished_trials()
@@ -110,6 +155,32 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
     )
     unlogged = sorted(set(finished_trials) - logged)
     records = trial_records(study.name, finished_trials, unlogged, study.objective.metric, paths) if unlogged else {}
+    return _Resume(finished={trial_id: trial["status"] for trial_id, trial in finished_trials.items()}, relog=records)
+
+
+def _settle_resume(study, tracker, tracking, resume: _Resume, paths, printer) -> None:
+    """Brings the MLflow store in step with Optuna before any trial runs.
+
+    Runs a killed driver left RUNNING are closed as killed, unless Optuna already holds
+    the trial's fate (the driver died between telling Optuna and ending the run): then
+    they end with it. The trials they ran that Optuna holds as running are re-run under
+    their own ids. Finished trials the store lost are logged again.
+    """
+    from qstudy.study._relog import relog_trials
+
+    for trial_id in tracker.close_orphans():
+        if trial_id in resume.finished:
+            tracker.end_trial(trial_id, resume.finished[trial_id])
+    if resume.relog:
+        relog_trials(tracking, resume.relog)
+        printer(
+            f"study {study.name}: re-logged {len(resume.relog)} finished trial(s) missing from "
+            f"{paths['tracking_uri']} from their Tune results: {', '.join(sorted(resume.relog))}"
+        )
+
+
+def _start_tracking(study, tracker, paths, source: str) -> None:
+    """Opens (or reopens) the study's parent run: its settings, study file and space."""
     tracker.start_study(
         params={
             "study": study.name,
@@ -144,59 +215,55 @@ def _run_locked(study, paths, source: str, address, printer, progress_interval_s
             "qstudy.study_file": str(Path(source).resolve()),
         },
     )
-    view_key = tracker.share_view(_columns(study))
-    # Runs a killed driver left RUNNING: closed as killed, unless Optuna already holds
-    # the trial's fate (the driver died between telling Optuna and ending the run).
-    finished = {trial_id: trial["status"] for trial_id, trial in finished_trials.items()}
-    for trial_id in tracker.close_orphans():
-        if trial_id in finished:
-            tracker.end_trial(trial_id, finished[trial_id])
+
+
+def _trial_config_of(study):
+    """values -> the full trial config they give (a dict), for the trials' runs."""
+    from qstudy.config import apply_overrides
 
     base_trial = study.trial
 
     def trial_config_of(values: dict[str, Any]) -> dict[str, Any]:
         return apply_overrides(base_trial, values).model_dump(mode="json")
 
-    tracking = TrackingCallback(tracker, trial_config_of)
-    if records:
-        relog_trials(tracking, records)
-        printer(
-            f"study {study.name}: re-logged {len(records)} finished trial(s) missing from {paths['tracking_uri']} "
-            f"from their Tune results: {', '.join(sorted(records))}"
-        )
+    return trial_config_of
+
+
+def _run_phases(study, searcher, paths, callbacks, printer, progress_interval_s: float) -> dict[str, Any] | None:
+    """Runs the search's remaining trials, then, for a study with ``confirm:`` whose search
+    is finished, the confirm phase's. Returns the confirm phase's arms (None: no confirm
+    phase, or the search is not finished)."""
+    from qstudy.study._callbacks import ProgressCallback
+    from qstudy.study._searcher import CONFIRM_PHASE
 
     columns = _columns(study)
     metric = study.objective.metric
     remaining = searcher.remaining()
     if remaining:
         progress = ProgressCallback(metric, columns, progress_interval_s, printer)
-        _fit(study, searcher, paths, remaining, _scheduler(study), [tracking, progress])
-    selection = None
-    if study.confirm is not None:
-        if searcher.remaining():
-            printer(
-                f"study {study.name}: the search is not finished ({searcher.remaining()} of {study.num_samples} "
-                "trials left): the confirm phase starts when it is; run the study again to continue it"
-            )
-        else:
-            selection = _start_confirm(study, searcher, printer)
-            remaining = searcher.remaining()
-            if remaining:
-                progress = ProgressCallback(metric, _confirm_columns(columns), progress_interval_s, printer)
-                _fit(
-                    study,
-                    searcher,
-                    paths,
-                    remaining,
-                    _scheduler(study, CONFIRM_PHASE),
-                    [tracking, progress],
-                    suffix="-confirm",
-                )
-
-    summary = _summary(study, searcher, tracker, paths, source, columns, tracking.results, selection, view_key)
-    printer(summary["text"])
-    tracker.finish_study(summary["best"], summary["text"], description=summary["description"])
-    return summary
+        _fit(study, searcher, paths, remaining, _scheduler(study), [*callbacks, progress])
+    if study.confirm is None:
+        return None
+    if searcher.remaining():
+        printer(
+            f"study {study.name}: the search is not finished ({searcher.remaining()} of {study.num_samples} "
+            "trials left): the confirm phase starts when it is; run the study again to continue it"
+        )
+        return None
+    selection = _start_confirm(study, searcher, printer)
+    remaining = searcher.remaining()
+    if remaining:
+        progress = ProgressCallback(metric, _confirm_columns(columns), progress_interval_s, printer)
+        _fit(
+            study,
+            searcher,
+            paths,
+            remaining,
+            _scheduler(study, CONFIRM_PHASE),
+            [*callbacks, progress],
+            suffix="-confirm",
+        )
+    return selection
 
 
 def _scheduler(study, phase: str | None = None):
@@ -216,12 +283,18 @@ def _scheduler(study, phase: str | None = None):
 
 def _fit(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix: str = "") -> None:
     """One Tune run of ``num_samples`` trials over ``searcher`` (its current phase)."""
+    _build_tuner(study, searcher, paths, num_samples, scheduler, callbacks, suffix).fit()
+
+
+def _build_tuner(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix: str = ""):
+    """The ``tune.Tuner`` of one phase: each trial a :func:`run_study_trial` that runs its
+    TorchTrainer, at most ``max_concurrent`` at once, named ``{study}/{trial id}``."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     from qstudy.study._trial_fn import run_study_trial
 
-    tuner = tune.Tuner(
+    return tune.Tuner(
         tune.with_resources(run_study_trial, _TRIAL_DRIVER_RESOURCES),
         param_space={
             "qstudy": {
@@ -250,7 +323,6 @@ def _fit(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix:
             verbose=0,
         ),
     )
-    tuner.fit()
 
 
 def _start_confirm(study, searcher, printer) -> dict[str, Any]:
@@ -306,44 +378,14 @@ def _summary(
     """
     from qstudy.study._callbacks import format_table
     from qstudy.study._confirm import confirm_trials, rank_confirmed, top_arms
-    from qstudy.study._searcher import ARM_ATTR, PHASE_ATTR, trial_name
     from qstudy.tracking import is_server_uri, ui_base_url
 
     metric = study.objective.metric
     runs = tracker.trial_runs()
-    rows = []
-    for t in sorted(searcher.study.get_trials(deepcopy=False), key=lambda t: t.number):
-        tid = trial_name(t.number)
-        run = runs.get(tid, {})
-        latest = {**run.get("metrics", {}), **results.get(tid, {})}
-        rows.append(
-            {
-                "trial": tid,
-                "status": t.user_attrs.get("qstudy.status", t.state.name.lower()),
-                **{k: v for k, v in t.params.items()},
-                **json.loads(t.user_attrs.get("qstudy.overrides", "{}")),
-                **({"arm": t.user_attrs[ARM_ATTR]} if ARM_ATTR in t.user_attrs else {}),
-                **({"phase": t.user_attrs[PHASE_ATTR]} if PHASE_ATTR in t.user_attrs else {}),
-                "step": latest.get("step"),
-                metric: t.value if t.value is not None else latest.get(metric),
-                "elapsed_s": latest.get("time_total_s"),
-            }
-        )
+    rows = _trial_rows(searcher.study.get_trials(deepcopy=False), runs, results, metric)
     search = [r for r in rows if "phase" not in r]
     confirm = [r for r in rows if "phase" in r]
-    complete = [r for r in search if r["status"] == "completed" and r[metric] is not None]
-    best = None
-    # A comparison study names no best trial: the best of arms x seeds is mostly the luckiest
-    # seed; its arms are compared with the control over the seeds.
-    if complete and not study.is_comparison:
-        pick = min if study.objective.mode == "min" else max
-        b = pick(complete, key=lambda r: r[metric])
-        best = {
-            "trial_id": b["trial"],
-            "metric": metric,
-            "value": b[metric],
-            "params": {k: b.get(k) for k in study.space},
-        }
+    best = _best_trial(study, search)
     uri = paths["tracking_uri"]
     links = tracker.ui_links(ui_base_url(uri), view_key)
     if is_server_uri(uri):
@@ -378,17 +420,7 @@ def _summary(
         lines.append("")
         lines.append(_confirmed_line(ranked, best, metric))
         if ranked:
-            top = ranked[0]
-            best = {
-                "trial_id": top["from_trial"],
-                "metric": metric,
-                "value": top["mean"],
-                "params": {k: v for k, v in top["values"].items() if k != "seed"},
-                "arm": top["arm"],
-                "seeds": top["seeds"],
-                "control_value": top["control_mean"],
-                "search_best_trial_id": best["trial_id"] if best else None,
-            }
+            best = _confirmed_best(ranked[0], best, metric)
     else:
         lines.append(_best_line(study, best, metric))
     verdict = lines[-1]
@@ -408,6 +440,67 @@ def _summary(
         "links": links,
         "tracking_uri": uri,
         "output": paths["output"],
+    }
+
+
+def _trial_rows(trials, runs: dict[str, dict[str, Any]], results: dict[str, dict[str, Any]], metric: str):
+    """One row per Optuna trial, by number: its status, settings, arm and phase, and its
+    last step, objective and elapsed time.
+
+    Args:
+        trials: the Optuna study's ``FrozenTrial`` s.
+        runs: :meth:`StudyTracker.trial_runs` (the MLflow store's last metrics of each).
+        results: this driver's last Tune result of each trial it ran (newer than the store's).
+        metric: the objective: Optuna's value of the trial, else its last reported one.
+    """
+    from qstudy.study._searcher import ARM_ATTR, PHASE_ATTR, trial_name
+
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        tid = trial_name(t.number)
+        run = runs.get(tid, {})
+        latest = {**run.get("metrics", {}), **results.get(tid, {})}
+        rows.append(
+            {
+                "trial": tid,
+                "status": t.user_attrs.get("qstudy.status", t.state.name.lower()),
+                **{k: v for k, v in t.params.items()},
+                **json.loads(t.user_attrs.get("qstudy.overrides", "{}")),
+                **({"arm": t.user_attrs[ARM_ATTR]} if ARM_ATTR in t.user_attrs else {}),
+                **({"phase": t.user_attrs[PHASE_ATTR]} if PHASE_ATTR in t.user_attrs else {}),
+                "step": latest.get("step"),
+                metric: t.value if t.value is not None else latest.get(metric),
+                "elapsed_s": latest.get("time_total_s"),
+            }
+        )
+    return rows
+
+
+def _best_trial(study, search: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The search's best completed trial (``trial_id``, ``metric``, ``value``, searched
+    ``params``); None when none completed, or for a comparison study: the best of arms x
+    seeds is mostly the luckiest seed; its arms are compared with the control over the seeds."""
+    metric = study.objective.metric
+    complete = [r for r in search if r["status"] == "completed" and r[metric] is not None]
+    if not complete or study.is_comparison:
+        return None
+    pick = min if study.objective.mode == "min" else max
+    b = pick(complete, key=lambda r: r[metric])
+    return {"trial_id": b["trial"], "metric": metric, "value": b[metric], "params": {k: b.get(k) for k in study.space}}
+
+
+def _confirmed_best(top: dict[str, Any], search_best: dict[str, Any] | None, metric: str) -> dict[str, Any]:
+    """The study's best once the confirm phase ran: its best arm (``rank_confirmed``'s
+    first), its mean over the fresh seeds and the control's, and the search's best trial."""
+    return {
+        "trial_id": top["from_trial"],
+        "metric": metric,
+        "value": top["mean"],
+        "params": {k: v for k, v in top["values"].items() if k != "seed"},
+        "arm": top["arm"],
+        "seeds": top["seeds"],
+        "control_value": top["control_mean"],
+        "search_best_trial_id": search_best["trial_id"] if search_best else None,
     }
 
 
