@@ -85,7 +85,7 @@ def _rank(out_path: str, layers: int, steps: int, tokens: int, sub_group_size: s
         zero["sub_group_size"] = int(float(sub_group_size))
     torch.manual_seed(0)
     task = type(
-        "Task",
+        "TrialData",
         (),
         dict(kind="causal_lm", vocab_size=128256, pad_token_id=128001, bos_token_id=128000, eos_token_id=128001),
     )()

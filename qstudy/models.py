@@ -114,7 +114,7 @@ def llama_config_kwargs(preset: str, num_hidden_layers: int | None = None) -> di
         preset: a key of `LLAMA_PRESETS`.
         num_hidden_layers: the depth override (``model.num_hidden_layers``); None keeps the
             preset's. llama-tiny sets no ``vocab_size`` (LlamaConfig's default, 32000):
-            `build_model` gives it the task's.
+            `build_model` gives it the trial data's.
 
     Returns:
         A new dict, the caller's to change.
@@ -465,7 +465,7 @@ def checkpoint_quantum_mismatches(saved: dict[str, Any], quantum) -> list[tuple[
     return [(key, theirs[key], ours[key]) for key in ours if ours[key] != theirs[key]]
 
 
-def build_model(trial, task, deepspeed_config: dict[str, Any] | None = None) -> nn.Module:
+def build_model(trial, data, deepspeed_config: dict[str, Any] | None = None) -> nn.Module:
     """The trial's model: a preset (random init, seeded by the caller) or a local
     checkpoint (``model.path``, offline), with the quantum attention installed per
     ``trial.quantum``.
@@ -478,15 +478,15 @@ def build_model(trial, task, deepspeed_config: dict[str, Any] | None = None) -> 
 
     Args:
         trial: a ``qstudy.config.TrialConfig``.
-        task: the trial's ``Task`` (tokenizer sizes, classification labels).
+        data: the trial's ``qstudy.train.TrialData`` (tokenizer sizes, classification labels).
         deepspeed_config: the trial's DeepSpeed config (``qstudy.train.deepspeed_config``);
             None or another stage: the model is built whole.
     """
     with _zero3_init(deepspeed_config):
-        return _build_model(trial, task)
+        return _build_model(trial, data)
 
 
-def _build_model(trial, task) -> nn.Module:
+def _build_model(trial, data) -> nn.Module:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig
 
     spec, quantum = trial.model, trial.quantum
@@ -513,11 +513,11 @@ def _build_model(trial, task) -> nn.Module:
     else:
         kwargs = llama_config_kwargs(spec.preset, spec.num_hidden_layers)
         if spec.preset == "llama-tiny":
-            kwargs["vocab_size"] = task.vocab_size
-        kwargs.update(pad_token_id=task.pad_token_id, bos_token_id=task.bos_token_id, eos_token_id=task.eos_token_id)
+            kwargs["vocab_size"] = data.vocab_size
+        kwargs.update(pad_token_id=data.pad_token_id, bos_token_id=data.bos_token_id, eos_token_id=data.eos_token_id)
         # from_config, not the class itself: that is where transformers applies zero.Init.
-        if task.kind == "classification":
-            config = LlamaConfig(**kwargs, num_labels=task.num_labels, attn_implementation="sdpa")
+        if data.kind == "classification":
+            config = LlamaConfig(**kwargs, num_labels=data.num_labels, attn_implementation="sdpa")
             model = AutoModelForSequenceClassification.from_config(config)
         else:
             model = AutoModelForCausalLM.from_config(LlamaConfig(**kwargs, attn_implementation="sdpa"))

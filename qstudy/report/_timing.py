@@ -67,16 +67,16 @@ def measure_step_times(
             # A local checkpoint is sized before it is loaded: weights, grads, Adam's two moments.
             if trial.model.path is not None and total_bytes + 4 * _checkpoint_bytes(trial.model.path) > limit:
                 return {}, f"the arms' models need over {limit / 2**30:.0f} GiB side by side: not timed here"
-            task = build_trial_data(trial)
+            data = build_trial_data(trial)
             torch.manual_seed(trial.seed)
-            model = build_model(trial, task)
+            model = build_model(trial, data)
             model.train()
             params = [p for p in model.parameters() if p.requires_grad]
             total_bytes += 16 * sum(p.numel() for p in params)  # weights, grads, Adam's two moments
             if total_bytes > limit:
                 return {}, f"the arms' models need over {limit / 2**30:.0f} GiB side by side: not timed here"
             optimizer = SuperpositionalAdamW(params, **trial.optimizer.optimizer_kwargs())
-            setups[name] = _Stepper(trial, task, model, params, optimizer)
+            setups[name] = _Stepper(trial, data, model, params, optimizer)
         for stepper in setups.values():
             for _ in range(warmup):
                 stepper.step()
@@ -98,16 +98,16 @@ def measure_step_times(
 class _Stepper:
     """One arm's training step, as the trial's loop takes it (without DeepSpeed)."""
 
-    def __init__(self, trial, task, model, params, optimizer):
-        self.trial, self.task, self.model, self.params, self.optimizer = trial, task, model, params, optimizer
+    def __init__(self, trial, data, model, params, optimizer):
+        self.trial, self.data, self.model, self.params, self.optimizer = trial, data, model, params, optimizer
         self.count = 0
 
     def step(self) -> None:
         import torch
 
         self.count += 1
-        for micro in self.task.micro_batches(self.count, 0, 1):
-            loss = self.model(**micro).loss / self.task.accumulation
+        for micro in self.data.micro_batches(self.count, 0, 1):
+            loss = self.model(**micro).loss / self.data.accumulation
             loss.backward()
         if self.trial.train.gradient_clipping > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.trial.train.gradient_clipping)

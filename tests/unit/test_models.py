@@ -292,7 +292,7 @@ def _build_trial(preset="zero3", **model):
     )
 
 
-def _build_task():
+def _trial_data():
     from types import SimpleNamespace
 
     return SimpleNamespace(kind="causal_lm", vocab_size=VOCAB, pad_token_id=0, bos_token_id=1, eos_token_id=2)
@@ -335,9 +335,9 @@ def test_zero3_config_builds_a_partitioned_model(single_rank_group):
     from qstudy.models import build_model
 
     trial = _build_trial()
-    eager = build_model(trial, _build_task())
+    eager = build_model(trial, _trial_data())
     torch.manual_seed(0)
-    model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
+    model = build_model(trial, _trial_data(), deepspeed_config=_ds_config(trial))
     assert not is_deepspeed_zero3_enabled()  # the HfDeepSpeedConfig global is gone
     assert model.config._attn_implementation == QUANTUM_ATTENTION
     params = dict(model.named_parameters())
@@ -354,7 +354,7 @@ def test_zero3_config_builds_a_partitioned_model(single_rank_group):
         torch.testing.assert_close(values[key], dict(eager.named_parameters())[key].detach())
     # Same seed, same weights: rank 0 initialises from the global generator.
     torch.manual_seed(0)
-    again = _gathered(build_model(trial, _build_task(), deepspeed_config=_ds_config(trial)))
+    again = _gathered(build_model(trial, _trial_data(), deepspeed_config=_ds_config(trial)))
     assert all(torch.equal(values[name], again[name]) for name in values)
 
 
@@ -370,7 +370,7 @@ def test_zero3_checkpoint_loads_into_partitions(single_rank_group, tmp_path):
     trial = trial.model_copy(
         update={"quantum": trial.quantum.model_copy(update={"circuit_depth": 1})}
     )  # the checkpoint's
-    model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
+    model = build_model(trial, _trial_data(), deepspeed_config=_ds_config(trial))
     assert not is_deepspeed_zero3_enabled()
     assert all(hasattr(p, "ds_id") for p in model.parameters())
     values = _gathered(model)
@@ -387,7 +387,7 @@ def test_other_stages_build_the_whole_model_as_before():
 
     trial = _build_trial("zero2")
     torch.manual_seed(0)
-    model = build_model(trial, _build_task(), deepspeed_config=_ds_config(trial))
+    model = build_model(trial, _trial_data(), deepspeed_config=_ds_config(trial))
     assert not is_deepspeed_zero3_enabled()
     assert not any(hasattr(p, "ds_id") for p in model.parameters())
     kwargs = llama_config_kwargs("llama-tiny")
@@ -475,12 +475,12 @@ def test_a_checkpoints_circuit_must_match_the_trials(tmp_path):
         f"t.yaml: quantum.n_qubits: must match the checkpoint's quantum attention (3 in {path / 'config.json'}), got 4"
     ]
     with pytest.raises(ValueError, match=r"quantum.n_qubits is 4, the checkpoint has 3"):
-        build_model(trial, _build_task())
+        build_model(trial, _trial_data())
     matching = trial.model_copy(
         update={"quantum": trial.quantum.model_copy(update={"n_qubits": 3, "simulator": "aer"})}
     )
     assert check_paths(matching, "t.yaml") == []
-    model = build_model(matching, _build_task())
+    model = build_model(matching, _trial_data())
     options = {m.quantum_options for m in attention_modules(model).values()}
     assert {(o.n_qubits, o.circuit_depth, o.simulator) for o in options} == {(3, 1, "aer")}  # the trial's simulator ran
 
