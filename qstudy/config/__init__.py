@@ -1,22 +1,20 @@
 """Typed, validated configs: trial settings and studies (``search_spaces/*.yaml``)."""
 
+from qstudy.config._arms import CONTROL_ARM
 from qstudy.config._claims import CLAIM_MEASURES, ClaimConfig, PaperGap
 from qstudy.config._errors import ConfigError
 from qstudy.config._loader import format_validation_error, load_yaml, validate
-from qstudy.config._study import (
-    CONTROL_ARM,
+from qstudy.config._overrides import apply_overrides
+from qstudy.config._sections import (
     OBJECTIVE_METRICS,
     SAMPLERS,
     ObjectiveConfig,
-    ParamSpec,
     SamplerConfig,
     SchedulerConfig,
-    StudyConfig,
     TrackingConfig,
-    apply_overrides,
-    is_study_file,
-    load_study_config,
 )
+from qstudy.config._space import ParamSpec
+from qstudy.config._study import StudyConfig, is_study_file, load_study_config
 from qstudy.config._trial import (
     DEEPSPEED_PRESETS,
     MODEL_PRESETS,

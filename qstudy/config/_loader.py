@@ -27,6 +27,7 @@ __all__ = [
     "format_validation_error",
     "list_indices",
     "load_yaml",
+    "submodel",
     "touches",
     "validate",
     "validate_partial",
@@ -174,7 +175,7 @@ def validate_partial(
     # 1. Nested models, each on its own.
     for name, field in model.model_fields.items():
         value = data.get(name)
-        sub, entries = _submodel(_unless_none(field.annotation)), _dict_of_models(field.annotation)
+        sub, entries = submodel(_unless_none(field.annotation)), _dict_of_models(field.annotation)
         if sub is not None and isinstance(value, dict):
             instance = sub_partial(sub, value, (name,))
             if instance is None:
@@ -246,7 +247,8 @@ def _annotation(model: type[BaseModel], name: str) -> Any:
     return None if field is None else field.annotation
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a section's annotation (``ModelConfig``), else None (a setting)."""
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
@@ -260,14 +262,14 @@ def _dict_of_models(annotation: Any) -> type[BaseModel] | None:
     """The value model of a ``dict[str, Model]`` annotation, else None."""
     if typing.get_origin(annotation) is not dict:
         return None
-    return _submodel(typing.get_args(annotation)[1])
+    return submodel(typing.get_args(annotation)[1])
 
 
 def _list_of_models(annotation: Any) -> type[BaseModel] | None:
     """The item model of a ``list[Model]`` annotation, else None."""
     if typing.get_origin(annotation) is not list:
         return None
-    return _submodel(typing.get_args(annotation)[0])
+    return submodel(typing.get_args(annotation)[0])
 
 
 def list_indices(unchecked: Unchecked, name: str, kept: int) -> list[int]:

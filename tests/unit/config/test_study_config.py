@@ -13,7 +13,6 @@ from qstudy.config import (
     is_study_file,
     load_study_config,
 )
-from qstudy.study._space import build_sampler, optuna_space
 from qstudy.tracking import absolute_tracking_uri
 from qstudy.train import check_paths
 
@@ -72,14 +71,11 @@ def test_explicit_name_and_experiment(tmp_path):
     assert (study.name, study.experiment_name) == ("lam-sweep.v2", "paper")
 
 
-def test_to_optuna_and_sampler(tmp_path):
-    import optuna
-
+def test_search_space_entries_and_their_grids(tmp_path):
     path = _write(
         tmp_path,
         """
         num_samples: 3
-        sampler: {type: random, seed: 7}
         space:
           optimizer.lr: {type: float, low: 1.0e-5, high: 1.0e-2, log: true}
           quantum.n_qubits: {type: int, low: 2, high: 8, step: 2}
@@ -87,13 +83,11 @@ def test_to_optuna_and_sampler(tmp_path):
         trial: {}
         """,
     )
-    study = load_study_config(path, check_paths=check_paths)
-    space = optuna_space(study)
-    assert space["optimizer.lr"] == optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)
-    assert space["quantum.n_qubits"] == optuna.distributions.IntDistribution(2, 8, step=2)
-    assert space["optimizer.response"] == optuna.distributions.CategoricalDistribution(["sin", "circuit"])
-    assert isinstance(build_sampler(study), optuna.samplers.RandomSampler)
-    assert study.space["quantum.n_qubits"].grid_values() == [2, 4, 6, 8]
+    space = load_study_config(path, check_paths=check_paths).space
+    assert (space["optimizer.lr"].type, space["optimizer.lr"].log) == ("float", True)
+    assert not space["optimizer.lr"].is_finite
+    assert space["quantum.n_qubits"].grid_values() == [2, 4, 6, 8]
+    assert space["optimizer.response"].grid_values() == ["sin", "circuit"]
 
 
 def test_is_study_file():
@@ -317,10 +311,6 @@ def test_grid_size_bounds_num_samples(tmp_path):
     study = load_study_config(path, check_paths=check_paths)
     assert study.grid_size() == 6
     assert study.space["optimizer.quantum_weight"].grid_values() == [0.0, 0.1, 0.2]
-    sampler = build_sampler(study)
-    import optuna
-
-    assert isinstance(sampler, optuna.samplers.GridSampler)
 
 
 def test_grid_baselines_set_every_searched_key(tmp_path):
