@@ -295,28 +295,39 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
         beta1, beta2 = group["betas"]
         lr, lam = float(group["lr"]), float(group["quantum_weight"])
         step_values = torch.stack([s.float().cpu() for s in steps]).tolist()  # one sync
-        coefs: dict[tuple, torch.Tensor] = {}
-        for i, (p, g, m, v, s) in enumerate(zip(params, grads, exp_avgs, exp_avg_sqs, steps)):
-            t = step_values[i] + 1
-            key = (p.device, t)
-            coef = coefs.get(key)
-            if coef is None:
-                values = [
-                    1.0 - lr * group["weight_decay"],
-                    lr / (1.0 - beta1**t),
-                    1.0 / math.sqrt(1.0 - beta2**t),
-                    group["eps"],
-                    lr * lam,
-                    1.0 - beta1,
-                    beta2,
-                    1.0 - beta2,
-                ]
-                coef = coefs[key] = torch.tensor(values, dtype=torch.float32, device=p.device)
-            # 1-D views: one compiled graph serves every parameter shape (dynamo would
-            # otherwise recompile per number of dimensions and hit its recompile limit).
-            if not fused_sin_adamw_step(p.detach().view(-1), g.reshape(-1), m.view(-1), v.view(-1), coef):
-                return i
-            s += 1
+        # 1-D views: one compiled graph serves every parameter shape (dynamo would
+        # otherwise recompile per number of dimensions and hit its recompile limit).
+        flat = (
+            [p.detach().view(-1) for p in params],
+            [g.reshape(-1) for g in grads],
+            [m.view(-1) for m in exp_avgs],
+            [v.view(-1) for v in exp_avg_sqs],
+        )
+        # Tensors sharing a device and a step count share the coefficients: each run of
+        # them in the group's order is one call (the whole group, in any ordinary run).
+        start = 0
+        while start < len(params):
+            t, device = step_values[start] + 1, params[start].device
+            end = start + 1
+            while end < len(params) and step_values[end] + 1 == t and params[end].device == device:
+                end += 1
+            values = [
+                1.0 - lr * group["weight_decay"],
+                lr / (1.0 - beta1**t),
+                1.0 / math.sqrt(1.0 - beta2**t),
+                group["eps"],
+                lr * lam,
+                1.0 - beta1,
+                beta2,
+                1.0 - beta2,
+            ]
+            coef = torch.tensor(values, dtype=torch.float32, device=device)
+            done = fused_sin_adamw_step(*(tensors[start:end] for tensors in flat), coef)
+            if done:
+                torch._foreach_add_(steps[start : start + done], 1)
+            if done < end - start:
+                return start + done
+            start = end
         return len(params)
 
     def _layouts(self, index: int, group, params) -> list[Layout]:

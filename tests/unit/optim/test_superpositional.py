@@ -102,6 +102,69 @@ def test_sin_matches_reference(scope, compile_step):
     assert (_flat(ours) - plain).abs().max() > 1e-3
 
 
+def _many_tensors(seed=0):
+    """11 tensors: the compiled step cuts them into calls of 8, 2 and 1."""
+    torch.manual_seed(seed)
+    shapes = [(3, 4), (5,), (2, 3, 2), (7,), (1,), (4, 4), (9,), (2, 5), (6,), (3, 3), (8,)]
+    return [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
+
+
+def _run_skipping(opt_factory, params, grads, skip):
+    """Like _run, but parameter ``skip[t]`` has no gradient at step t (its step count falls behind)."""
+    params = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = opt_factory(params)
+    for t, step_grads in enumerate(grads):
+        for i, (p, g) in enumerate(zip(params, step_grads)):
+            p.grad = None if skip.get(t) == i else g.clone()
+        opt.step()
+    return params, opt
+
+
+def test_compiled_sin_steps_many_tensors_with_different_step_counts_like_the_eager_step():
+    import qstudy.optim._kernels as kernels
+
+    params = _many_tensors()
+    grads = _grads(params, 4)
+    skip = {1: 3, 2: 9}  # tensors 3 and 9 are a step behind: three runs of equal step counts
+
+    def factory(compile_step):
+        return lambda ps: SuperpositionalAdamW(ps, **HP, quantum_weight=0.5, scope="all", compile_step=compile_step)
+
+    compiled, opt = _run_skipping(factory(True), params, grads, skip)
+    eager, _ = _run_skipping(factory(False), params, grads, skip)
+    assert not kernels._compile_failed  # the compiled step ran: this compares it with the eager one
+    torch.testing.assert_close(_flat(compiled), _flat(eager), rtol=0, atol=2e-6)
+    assert [int(opt.state[p]["step"]) for p in compiled] == [3 if i in (3, 9) else 4 for i in range(11)]
+
+
+def test_compile_failure_midway_steps_the_remaining_tensors_eagerly(monkeypatch):
+    import qstudy.optim._kernels as kernels
+
+    real = torch.compile(kernels._step_tensors, dynamic=True, fullgraph=True)
+    calls = []
+
+    def fails_after_the_first_call(*args):
+        calls.append(len(args[0]))
+        if len(calls) > 1:
+            raise RuntimeError("no C++ compiler")
+        return real(*args)
+
+    monkeypatch.setattr(kernels, "_compiled", fails_after_the_first_call)
+    monkeypatch.setattr(kernels, "_compile_failed", False)
+    params = _many_tensors()
+    grads = _grads(params, 2)
+
+    def factory(compile_step):
+        return lambda ps: SuperpositionalAdamW(ps, **HP, quantum_weight=0.5, scope="all", compile_step=compile_step)
+
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        mixed, opt = _run(factory(True), params, grads)
+    eager, _ = _run(factory(False), params, grads)
+    assert calls == [8, 2]  # 8 tensors compiled, then the failure; step 2 is eager throughout
+    torch.testing.assert_close(_flat(mixed), _flat(eager), rtol=0, atol=2e-6)
+    assert all(int(opt.state[p]["step"]) == 2 for p in mixed)
+
+
 def test_leading_spans_parameters_and_leaves_the_rest_to_adamw():
     # n_qubits=4 with a first parameter of 2 coordinates: the leading block is p0[0:2] and p1[0, 0:2].
     params, grads = _model(first_numel=2), _grads(_model(first_numel=2), 5)
