@@ -79,8 +79,9 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
         seed: seed of the ``"gaussian"`` noise (default: 0).
         fused: use torch's fused AdamW kernel for the Adam part (default: ``None``,
             fused wherever torch supports it for the parameters' device and dtype).
-        compile_step: compile the ``sin``/``all`` step into one pass (default: True;
-            falls back to the eager step, with a warning, where compiling fails).
+        compile_step: compile the ``sin``/``all`` step into one pass, and let the
+            ``circuit`` response use its compiled kernel on large tensors (default: True;
+            each falls back to its eager path, with a warning, where compiling fails).
     """
 
     def __init__(
@@ -185,7 +186,9 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
             layouts = self._layouts(index, group, params)
             steps = [self.state[p]["step"] for p in params if "step" in self.state[p]]
             step = int(steps[0].item()) + 1 if steps and group["response"] == "gaussian" else 1
-            for param, local, q in _perturbations(group, params, [p.grad for p in params], layouts, step):
+            for param, local, q in _perturbations(
+                group, params, [p.grad for p in params], layouts, step, self.compile_step
+            ):
                 before = param.detach().view(-1)[local : local + q.numel()].float().clone()
                 measured.append((param, local, q, before, float(group["lr"]) * lam))
         return measured
@@ -224,7 +227,7 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
             t0 = time.perf_counter()
             # Only the gaussian noise needs the step number; reading it syncs a CUDA step tensor.
             step = int(steps[0].item()) + 1 if group["response"] == "gaussian" else 0
-            perturbations = _perturbations(group, params, grads, layouts, step)
+            perturbations = _perturbations(group, params, grads, layouts, step, self.compile_step)
             t1 = time.perf_counter()
             self._adamw(group, fused, params, grads, exp_avgs, exp_avg_sqs, steps)
             t2 = time.perf_counter()
@@ -410,7 +413,7 @@ def _scoped_runs(group, layout: Layout):
             yield seg, lo, hi
 
 
-def _perturbations(group, params, grads, layouts, step: int):
+def _perturbations(group, params, grads, layouts, step: int, compiled: bool):
     """Returns [(param, local_start, Q values)] for every run of coordinates in scope."""
     response = group["response"]
     if group["scope"] == "leading" and all(layout.group != 0 for layout in layouts):
@@ -421,7 +424,7 @@ def _perturbations(group, params, grads, layouts, step: int):
         for seg, lo, hi in _scoped_runs(group, layout)
     ]
     if response == "circuit":
-        return _circuit_perturbations(group, params, layouts, runs)
+        return _circuit_perturbations(group, params, layouts, runs, compiled)
     out = []
     for p, g, layout, seg, lo, hi in runs:
         local = seg.local_start + (lo - seg.global_start)
@@ -459,7 +462,7 @@ def _mix(*values: int) -> int:
     return h & ((1 << 63) - 1)
 
 
-def _circuit_perturbations(group, params, layouts, runs):
+def _circuit_perturbations(group, params, layouts, runs, compiled: bool):
     """Q for ``response="circuit"``: blocks of ``n_qubits`` consecutive coordinates.
 
     A block that is not wholly inside one run (it spans two parameters, or two ranks'
@@ -500,7 +503,9 @@ def _circuit_perturbations(group, params, layouts, runs):
             inner = theta[first_full - lo : last_full - lo]
             full = (inner.numel() // n) * n
             if full:
-                r[first_full - lo : first_full - lo + full] = _response_blocks(inner[:full].view(-1, n), depth)
+                r[first_full - lo : first_full - lo + full] = _response_blocks(
+                    inner[:full].view(-1, n), depth, compiled
+                )
             if full < inner.numel():  # the group's short last block, held whole
                 tail = inner[full:].view(1, -1)
                 r[first_full - lo + full : last_full - lo] = optimizer_response(tail, depth).view(-1)
@@ -520,12 +525,13 @@ def _circuit_perturbations(group, params, layouts, runs):
     return out
 
 
-def _response_blocks(x: torch.Tensor, depth: int) -> torch.Tensor:
+def _response_blocks(x: torch.Tensor, depth: int, compiled: bool) -> torch.Tensor:
     """⟨X⟩ of ``[blocks, n]`` coordinates; flat result. optimizer_response simulates them
-    in chunks sized by memory (its STATEVECTOR_BUDGET_BYTES)."""
+    in chunks sized by memory (its STATEVECTOR_BUDGET_BYTES), or with its compiled kernel
+    where ``compiled`` and there are enough blocks."""
     if depth == 0:
         return torch.sin(math.pi * x).view(-1)  # exactly the circuit's value at depth 0
-    return optimizer_response(x, depth).view(-1)
+    return optimizer_response(x, depth, compiled=compiled).view(-1)
 
 
 def _all_gather_edges(coords: torch.Tensor, values: torch.Tensor, process_group):

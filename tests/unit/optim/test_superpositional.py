@@ -177,8 +177,13 @@ def test_leading_spans_parameters_and_leaves_the_rest_to_adamw():
 
 @pytest.mark.parametrize("scope", ["leading", "all"])
 @pytest.mark.parametrize("n_qubits", [3, 4])
-def test_circuit_matches_reference_across_parameter_boundaries(scope, n_qubits):
+@pytest.mark.parametrize("kernel", [False, True])
+def test_circuit_matches_reference_across_parameter_boundaries(monkeypatch, scope, n_qubits, kernel):
     # 2 + 35 + 13 = 50 coordinates: blocks straddle parameters, and the last is short.
+    if kernel:  # the whole blocks inside a parameter go to the compiled kernel, however few
+        import qstudy.quantum._optimizer_circuit as circuit
+
+        monkeypatch.setattr(circuit, "COMPILED_MIN_BLOCKS", 1)
     params, grads = _model(), _grads(_model(), 5)
     ours, _ = _run(
         lambda ps: SuperpositionalAdamW(

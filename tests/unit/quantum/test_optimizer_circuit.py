@@ -1,6 +1,7 @@
 """The optimizer's response circuit: torch statevector vs Qiskit Aer, depth 0 vs sin."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -134,3 +135,81 @@ def test_chunked_response_equals_one_shot(monkeypatch):
     assert circuit.blocks_per_chunk(20) >= 1
     monkeypatch.setattr(circuit, "STATEVECTOR_BUDGET_BYTES", 1)
     assert circuit.blocks_per_chunk(20) == 1  # at least one block, whatever the budget
+
+
+def _no_simulator(cos_half, sin_half):
+    raise AssertionError("the statevector simulator ran where the compiled kernel should have")
+
+
+@pytest.mark.parametrize("n_qubits,depth", [(1, 1), (2, 3), (3, 1), (4, 2)])
+def test_compiled_kernel_equals_aer(monkeypatch, n_qubits, depth):
+    """The unrolled, compiled kernel (float32, forced on a few blocks) against Aer."""
+    import qstudy.quantum._optimizer_circuit as circuit
+
+    monkeypatch.setattr(circuit, "COMPILED_MIN_BLOCKS", 1)
+    monkeypatch.setattr(circuit, "product_state", _no_simulator)
+    gen = torch.Generator().manual_seed(100 + n_qubits * 10 + depth)
+    points = torch.rand(6, n_qubits, generator=gen, dtype=torch.float64) * 8 - 4
+    got = optimizer_response(points.float(), depth)
+    assert got.dtype == torch.float32 and not circuit._kernel_failed
+    torch.testing.assert_close(got.double(), _aer_expect_x(n_qubits, depth, points), rtol=0, atol=2e-6)
+
+
+def test_compiled_kernel_equals_the_simulator_on_many_blocks(monkeypatch):
+    """Past COMPILED_MIN_BLOCKS float32 blocks (and several kernel chunks) the kernel runs."""
+    import qstudy.quantum._optimizer_circuit as circuit
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.rand(circuit.COMPILED_MIN_BLOCKS + 3, 4, generator=gen) * 8 - 4
+    simulated = optimizer_response(x, 2, compiled=False)
+    monkeypatch.setattr(circuit, "_COMPILED_CHUNK_BLOCKS", 5000)
+    monkeypatch.setattr(circuit, "product_state", _no_simulator)
+    torch.testing.assert_close(optimizer_response(x, 2), simulated, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "n_qubits,depth,blocks,dtype,compiled",
+    [
+        (4, 2, 10, torch.float32, True),  # too few blocks to pay for a compile
+        (4, 2, 1 << 14, torch.float64, True),  # float64 keeps the simulator's 1e-12 agreement with Aer
+        (5, 2, 1 << 14, torch.float32, True),  # register above UNROLLED_MAX_QUBITS
+        (4, 0, 1 << 14, torch.float32, True),  # depth 0 is sin
+        (4, 2, 1 << 14, torch.float32, False),
+    ],
+)
+def test_simulator_runs_where_the_kernel_does_not_apply(monkeypatch, n_qubits, depth, blocks, dtype, compiled):
+    import qstudy.quantum._optimizer_circuit as circuit
+
+    calls = []
+    original = circuit.product_state
+    monkeypatch.setattr(circuit, "product_state", lambda c, s: calls.append(c.shape[0]) or original(c, s))
+    monkeypatch.setattr(circuit, "_compiled_response", lambda flat, depth: pytest.fail("the kernel ran"))
+    out = optimizer_response(torch.rand(blocks, n_qubits, dtype=dtype), depth, compiled=compiled)
+    assert out.shape == (blocks, n_qubits) and sum(calls) == blocks
+
+
+def test_kernel_compile_failure_warns_once_and_simulates(monkeypatch):
+    import qstudy.quantum._optimizer_circuit as circuit
+
+    def broken(angles, depth):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(circuit, "COMPILED_MIN_BLOCKS", 1)
+    monkeypatch.setattr(circuit, "_kernel", broken)
+    monkeypatch.setattr(circuit, "_kernel_failed", False)
+    x = torch.rand(7, 3)
+    with pytest.warns(RuntimeWarning, match=r"unrolled circuit kernel failed \(RuntimeError: no C\+\+ compiler\)"):
+        first = optimizer_response(x, 2)
+    assert circuit._kernel_failed
+    torch.testing.assert_close(first, optimizer_response(x, 2, compiled=False), rtol=0, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the failure is remembered: no second warning
+        torch.testing.assert_close(optimizer_response(x, 2), first, rtol=0, atol=0)
+
+
+def test_kernel_ring_permutation_is_the_simulators():
+    from qstudy.quantum._optimizer_circuit import _ring_permutation
+    from qstudy.quantum._statevector import _cnot_ring_gather
+
+    for n_qubits in range(1, 7):
+        assert list(_ring_permutation(n_qubits)) == _cnot_ring_gather(n_qubits, torch.device("cpu")).tolist()
