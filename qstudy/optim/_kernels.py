@@ -3,7 +3,8 @@ one pass over memory, compiled with ``torch.compile``.
 
 Done eagerly, the perturbed step costs ~7x torch's fused AdamW on CPU (sin alone is
 slower than the whole Adam update, and Q needs its own buffer and two extra passes). One
-compiled pass with a polynomial sin(πx) costs ~1.2-1.4x (benchmarks/RESULTS.md).
+compiled pass with a polynomial sin(πx), one call per up to 8 tensors, costs ~1.1-1.2x
+(benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
