@@ -8,12 +8,15 @@
 * Offline data: GSM8K-format word problems (`synthesize_gsm8k`), the paper's
   experiment-1 classification task (`make_classification_task`) and a byte-level
   tokenizer for tiny models (`byte_tokenizer`).
+* A disk cache of tokenized data, so a study's trials tokenize once (`cached`,
+  `data_cache_dir`, keyed by `fingerprint` and `file_fingerprint`).
 
 Depends on torch, tokenizers, pyarrow and (inside the functions that need it)
 transformers; never on ray, mlflow or deepspeed.
 """
 
 from qstudy.data._answers import answers_match, final_answer, parse_number
+from qstudy.data._cache import cached, data_cache_dir, file_fingerprint, fingerprint
 from qstudy.data._classification import ClassificationSplit, ClassificationTask, make_classification_task
 from qstudy.data._errors import DataError
 from qstudy.data._gsm8k import (
@@ -44,12 +47,16 @@ __all__ = [
     "GSM8KExample",
     "answers_match",
     "byte_tokenizer",
+    "cached",
     "collate_batch",
+    "data_cache_dir",
     "encode_example",
     "encode_gsm8k",
     "encode_prompt",
+    "file_fingerprint",
     "final_answer",
     "find_pad_token_id",
+    "fingerprint",
     "format_example",
     "format_prompt",
     "load_gsm8k",

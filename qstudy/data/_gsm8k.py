@@ -304,8 +304,12 @@ def encode_prompt(question: str, tokenizer: PreTrainedTokenizerBase) -> list[int
     Returns:
         The ids; a model generating after them sees what it was trained on.
     """
+    return _prompt_ids(format_prompt(question, tokenizer), tokenizer)
+
+
+def _prompt_ids(prompt: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
     add_special = not _has_chat_template(tokenizer)
-    return tokenizer(format_prompt(question, tokenizer), add_special_tokens=add_special)["input_ids"]
+    return tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
 
 def encode_example(example: GSM8KExample, tokenizer: PreTrainedTokenizerBase, *, max_tokens: int) -> EncodedExample:
@@ -324,8 +328,8 @@ def encode_example(example: GSM8KExample, tokenizer: PreTrainedTokenizerBase, *,
         The ids and labels (``IGNORE_INDEX`` on the prompt).
     """
     _check_max_tokens(max_tokens)
-    _, completion = format_example(example.question, example.answer, tokenizer)
-    prompt_ids = encode_prompt(example.question, tokenizer)
+    prompt, completion = format_example(example.question, example.answer, tokenizer)
+    prompt_ids = _prompt_ids(prompt, tokenizer)  # what encode_prompt gives, without rendering the prompt again
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     input_ids = (prompt_ids + completion_ids)[:max_tokens]
     labels = ([IGNORE_INDEX] * len(prompt_ids) + completion_ids)[:max_tokens]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -118,8 +119,17 @@ class TrialData:
         return hits, float(len(share))
 
 
-def build_trial_data(trial: TrialConfig) -> TrialData:
-    """Loads or generates the trial's data and tokenizes it (deterministic per seed)."""
+def build_trial_data(trial: TrialConfig, cache_dir: str | Path | None = None) -> TrialData:
+    """Loads or generates the trial's data and tokenizes it (deterministic per seed).
+
+    Args:
+        trial: The trial's config.
+        cache_dir: Keep the tokenized GSM8K data here (``qstudy.data.cached``), so the
+            next trial with the same data, tokenizer and code reads it instead of
+            tokenizing again: the worker passes ``qstudy.data.data_cache_dir()``. None
+            tokenizes every time. The classification task is generated, not cached: it
+            takes milliseconds.
+    """
     data = trial.data
     common = dict(
         micro_batch_size=trial.train.micro_batch_size,
@@ -144,9 +154,33 @@ def build_trial_data(trial: TrialConfig) -> TrialData:
             **common,
         )
 
-    from qstudy.data import collate_batch, encode_gsm8k, encode_prompt, find_pad_token_id, load_gsm8k, synthesize_gsm8k
+    from qstudy.data import cached, find_pad_token_id
 
     tokenizer = _tokenizer(trial)
+    pad = find_pad_token_id(tokenizer)
+    if cache_dir is None:
+        tokenized = _tokenize(trial, tokenizer, pad)
+    else:
+        tokenized = cached(cache_dir, _cache_key(trial), lambda: _tokenize(trial, tokenizer, pad))
+    return TrialData(
+        kind="causal_lm",
+        tokenizer=tokenizer,
+        train=tokenized["train"],
+        eval=tokenized["eval"],
+        problems=tokenized["problems"],
+        vocab_size=len(tokenizer),
+        pad_token_id=pad,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **common,
+    )
+
+
+def _tokenize(trial: TrialConfig, tokenizer, pad: int) -> dict[str, Any]:
+    """The GSM8K task's tensors and generation prompts: ``{"train", "eval", "problems"}``."""
+    from qstudy.data import collate_batch, encode_gsm8k, encode_prompt, load_gsm8k, synthesize_gsm8k
+
+    data = trial.data
     n_eval = max(data.eval_examples, data.generate_examples)
     if data.task == "synthetic_gsm8k":
         examples = synthesize_gsm8k((data.train_examples or 2048) + n_eval, seed=data.seed)
@@ -159,26 +193,39 @@ def build_trial_data(trial: TrialConfig) -> TrialData:
             train, held_out = train[:-n_eval], train[-n_eval:]
         if data.train_examples is not None:
             train = train[: data.train_examples]
-    pad = find_pad_token_id(tokenizer)
 
     def tensors(examples):
         return collate_batch(
             encode_gsm8k(examples, tokenizer, max_tokens=data.max_tokens), max_tokens=data.max_tokens, pad_token_id=pad
         )
 
-    problems = [(encode_prompt(ex.question, tokenizer), ex.answer) for ex in held_out[: data.generate_examples]]
-    return TrialData(
-        kind="causal_lm",
-        tokenizer=tokenizer,
-        train=tensors(train),
-        eval=tensors(held_out[: data.eval_examples]),
-        problems=problems,
-        vocab_size=len(tokenizer),
-        pad_token_id=pad,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **common,
-    )
+    return {
+        "train": tensors(train),
+        "eval": tensors(held_out[: data.eval_examples]),
+        "problems": [(encode_prompt(ex.question, tokenizer), ex.answer) for ex in held_out[: data.generate_examples]],
+    }
+
+
+def _cache_key(trial: TrialConfig) -> str:
+    """What the tokenized data depends on: the data settings and files, the tokenizer's
+    files, the code that builds it and the libraries that tokenize."""
+    import importlib.metadata
+    import sys
+
+    from qstudy.data import file_fingerprint, fingerprint
+
+    data, model_path = trial.data, trial.model.path
+    code = [
+        sys.modules[name].__file__
+        for name in ("qstudy.data._gsm8k", "qstudy.data._synthetic", "qstudy.data._tokenizer")
+    ]
+    return fingerprint({
+        "data": data.model_dump(mode="json"),
+        "files": {str(p): file_fingerprint(p) for p in (data.train_path, data.eval_path) if p is not None},
+        "tokenizer": None if model_path is None else file_fingerprint(model_path),
+        "code": [file_fingerprint(f) for f in [*code, __file__]],
+        "versions": {name: importlib.metadata.version(name) for name in ("transformers", "tokenizers", "torch")},
+    })  # fmt: skip
 
 
 def _tokenizer(trial: TrialConfig):

@@ -25,9 +25,9 @@ def worker_env(trial: TrialConfig) -> dict[str, str]:
     }
     if not trial.resources.use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
-    extensions = os.environ.get("TORCH_EXTENSIONS_DIR")
-    if extensions:
-        env["TORCH_EXTENSIONS_DIR"] = extensions
+    for name in ("TORCH_EXTENSIONS_DIR", "QSTUDY_DATA_CACHE"):  # where the workers find built ops and tokenized data
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     return env
 
 

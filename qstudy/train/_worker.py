@@ -86,6 +86,8 @@ class TrialRun:
             report_final_status({**ended, "resumed_from_step": ended.get("step", 0)}, self.rank)
             return
         imported = time.time()
+        self.data = self.build_data()
+        data_built = time.time()
         model, ds_config = self.build_model()
         built = time.time()
         self.initialize_deepspeed(model, ds_config)
@@ -95,10 +97,12 @@ class TrialRun:
         self.train_loss_sum = state.train_loss_sum
         self.run_facts = self.collect_run_facts(model, state)
         # Where start-up time goes (benchmarks/trial_startup.py): trial submitted -> worker
-        # entry -> imports -> data + model -> deepspeed.initialize -> first optimizer step.
+        # entry -> imports -> data -> model -> deepspeed.initialize -> first optimizer step.
         self.run_facts.update(
             startup_imports_s=imported - entered,
-            startup_build_s=built - imported,
+            startup_data_s=data_built - imported,
+            startup_model_s=built - data_built,
+            startup_build_s=built - imported,  # data + model
             startup_deepspeed_init_s=initialized - built,
         )
         if submitted_at is not None:
@@ -112,17 +116,23 @@ class TrialRun:
         self.train(state.step, submitted_at)
 
     # ---------------------------------------------------------------- set-up
+    def build_data(self):
+        """The trial's data, tokenized once per node for all the trials that share it (the
+        next trial with the same data, tokenizer and code reads the tensors back)."""
+        from qstudy.data import data_cache_dir
+        from qstudy.train._task import build_trial_data
+
+        return build_trial_data(self.trial, cache_dir=data_cache_dir())
+
     def build_model(self):
-        """The trial's data and model (seeded: the same initial model on every rank);
-        returns the model and its DeepSpeed config."""
+        """The trial's model (seeded: the same initial model on every rank), built for
+        ``self.data``; returns the model and its DeepSpeed config."""
         from qstudy.models import build_model
         from qstudy.train._deepspeed_config import deepspeed_config
-        from qstudy.train._task import build_trial_data
 
         trial = self.trial
         use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
         self.device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
-        self.data = build_trial_data(trial)
         ds_config = deepspeed_config(trial, use_gpu)
         torch.manual_seed(trial.seed)  # the same initial model on every rank
         model = build_model(trial, self.data, deepspeed_config=ds_config)  # ZeRO-3: partitioned as it is built
@@ -372,15 +382,29 @@ class TrialRun:
 
 
 def _import_worker_modules() -> None:
-    """Imports what the run needs up front, so ``startup_imports_s`` times the imports alone."""
+    """Imports what the run needs up front, so ``startup_imports_s`` times the imports alone
+    and ``startup_data_s``, ``startup_model_s`` and ``startup_deepspeed_init_s`` the work.
+
+    transformers imports lazily: its first tokenizer and its first Llama would otherwise
+    import it (~1.5 s) and its Llama modelling code with torch._dynamo (~1.5 s) inside
+    the data and model timers. ``deepspeed.initialize`` imports DeepSpeed's Muon optimizer
+    for its ZeRO optimizer check, whose module-level ``torch.compile`` imports
+    torch._inductor (~1 s, nearly all of deepspeed.initialize on a tiny model).
+    """
     import deepspeed  # noqa: F401  inside the worker: importing it in the driver has broken before (https://github.com/ray-project/ray/issues/50406)
     import ray.train  # noqa: F401
     import torch.distributed  # noqa: F401
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: F401  resolves the lazy modules
 
     import qstudy.models  # noqa: F401
     import qstudy.optim  # noqa: F401
     import qstudy.train._deepspeed_config  # noqa: F401
     import qstudy.train._task  # noqa: F401
+
+    try:
+        import deepspeed.runtime.zero.muon.muon_optimizer  # noqa: F401
+    except ImportError:  # a DeepSpeed without Muon has nothing to import here
+        pass
 
 
 def learning_rate(trial, step: int) -> float:

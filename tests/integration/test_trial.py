@@ -42,14 +42,17 @@ def _trial(**overrides) -> TrialConfig:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory):
     import ray
 
     from qstudy.train import init_ray, worker_env
 
-    init_ray(env=worker_env(_trial()), num_cpus=2)
-    yield ray
-    ray.shutdown()
+    # The workers' tokenized-data cache starts empty here, and stays out of ~/.cache.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("QSTUDY_DATA_CACHE", str(tmp_path_factory.mktemp("data-cache")))
+        init_ray(env=worker_env(_trial()), num_cpus=2)
+        yield ray
+        ray.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -258,7 +261,12 @@ def test_same_seed_same_losses_and_divergence_is_a_status(local_ray, tmp_path):
     trial = _trial(**{"train.max_steps": 4, "train.eval_every_steps": 4, "data.generate_examples": 0})
     first = run_trial(trial, name="seed-a", storage_path=tmp_path)["metrics"]
     second = run_trial(trial, name="seed-b", storage_path=tmp_path)["metrics"]
+    # The second run reads the first's tokenized data back from the cache: the same losses.
     assert first["train_loss"] == second["train_loss"] and first["eval_loss"] == second["eval_loss"]
+    assert any(Path(os.environ["QSTUDY_DATA_CACHE"]).glob("*.pt"))
+    parts = ("startup_imports_s", "startup_data_s", "startup_model_s", "startup_deepspeed_init_s")
+    assert all(second[key] >= 0 for key in parts)
+    assert second["startup_build_s"] == pytest.approx(second["startup_data_s"] + second["startup_model_s"])
 
     # An absurd learning rate overflows fp32 within a few steps: the trial ends as diverged.
     diverging = _trial(

@@ -1,6 +1,7 @@
 """The trial's data split over ranks."""
 
 import pytest
+import torch
 
 from qstudy.config import TrialConfig
 from qstudy.train import build_trial_data
@@ -68,3 +69,63 @@ def test_eval_loss_is_the_mean_over_scored_tokens_for_any_split():
     )
     for value in losses.values():
         assert value == pytest.approx(float(direct), rel=1e-5)
+
+
+def _gsm8k_trial(tmp_path, **data):
+    from qstudy.data import save_gsm8k_jsonl, synthesize_gsm8k
+
+    train_path = save_gsm8k_jsonl(synthesize_gsm8k(40, seed=3), tmp_path / "train.jsonl")
+    return TrialConfig.model_validate({
+        "data": {"task": "gsm8k", "train_path": str(train_path), "eval_examples": 6, "generate_examples": 3, "max_tokens": 192, **data},
+    })  # fmt: skip
+
+
+def _assert_same_data(a, b):
+    for split in ("train", "eval"):
+        assert a.__dict__[split].keys() == b.__dict__[split].keys()
+        for key in a.__dict__[split]:
+            assert torch.equal(a.__dict__[split][key], b.__dict__[split][key]), (split, key)
+    assert a.problems == b.problems
+    fields = ("kind", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "micro_batch_size", "accumulation")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+
+
+@pytest.mark.parametrize("task", ["synthetic_gsm8k", "gsm8k"])
+def test_cached_data_is_the_data_built_without_the_cache(tmp_path, monkeypatch, task):
+    """A trial reading another's tokenized data gets exactly the tensors it would build,
+    and does not tokenize."""
+    import qstudy.data
+
+    if task == "gsm8k":
+        trial = _gsm8k_trial(tmp_path)
+    else:
+        trial = TrialConfig.model_validate(
+            {"data": {"task": task, "train_examples": 24, "eval_examples": 5, "max_tokens": 192}}
+        )
+    fresh = build_trial_data(trial)
+    first = build_trial_data(trial, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("tokenized again despite the cache")
+
+    monkeypatch.setattr(qstudy.data, "encode_gsm8k", no_tokenizing)
+    second = build_trial_data(trial, cache_dir=tmp_path / "cache")
+    _assert_same_data(fresh, first)
+    _assert_same_data(fresh, second)
+    assert fresh.train["input_ids"].shape[0] > 0 and len(fresh.problems) > 0
+
+
+def test_changed_data_settings_or_files_are_new_cache_entries(tmp_path):
+    cache = tmp_path / "cache"
+    trial = _gsm8k_trial(tmp_path)
+    build_trial_data(trial, cache_dir=cache)
+    shorter = build_trial_data(_gsm8k_trial(tmp_path, max_tokens=160), cache_dir=cache)
+    assert shorter.train["input_ids"].shape[1] == 160
+    assert len(list(cache.iterdir())) == 2
+    from qstudy.data import save_gsm8k_jsonl, synthesize_gsm8k
+
+    save_gsm8k_jsonl(synthesize_gsm8k(40, seed=4), tmp_path / "train.jsonl")  # same path, other problems
+    changed = build_trial_data(trial, cache_dir=cache)
+    _assert_same_data(changed, build_trial_data(trial))
+    assert len(list(cache.iterdir())) == 3
