@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from qstudy import __version__
+from qstudy.config import TrialStatus
 from qstudy.errors import QStudyError
 
 __all__ = ["main"]
@@ -131,7 +132,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     name = args.name or f"{Path(args.file).stem}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     outcome = run_trial(trial, name=name, storage_path=args.storage_path, source=args.file, address=args.address)
     print(json.dumps(outcome, indent=2, default=str))
-    return 0 if outcome["status"] == "completed" else 1
+    return 0 if outcome["status"] == TrialStatus.COMPLETED else 1
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -142,7 +143,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from qstudy.study import run_study
 
     summary = run_study(study, source=args.file, address=args.address)
-    failed = [t for t in summary["trials"] if t["status"] == "failed"]
+    failed = [t for t in summary["trials"] if t["status"] == TrialStatus.FAILED]
     return 1 if failed and len(failed) == len(summary["trials"]) else 0
 
 

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from qstudy.config import TrialStatus
 from qstudy.report._errors import ReportError
 
 __all__ = ["ReportError", "write_report"]
@@ -112,7 +113,7 @@ def _paired_timing(
     from qstudy.report._timing import measure_step_times
 
     # Only arms with a completed trial: a failed or diverged arm has no cost to compare.
-    ran = {t.arm for t in record.trials if t.status == "completed" and t.arm is not None}
+    ran = {t.arm for t in record.trials if t.status == TrialStatus.COMPLETED and t.arm is not None}
     arms = {name: overrides for name, overrides in _timed_arms(study, record).items() if name in ran}
     if not arms or "control" not in arms:
         return {}, None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from qstudy.config import TrialStatus
 from qstudy.report._read import StudyRecord, TrialRecord
 from qstudy.report._stats import Interval, first_reaching, mean_interval, paired_difference, verdict
 
@@ -37,7 +38,7 @@ def _completed(trials: list[TrialRecord]) -> dict[int, TrialRecord]:
     """Seed -> the completed trial of that seed (the first, should a seed repeat)."""
     by_seed: dict[int, TrialRecord] = {}
     for t in trials:
-        if t.status == "completed" and t.seed is not None:
+        if t.status == TrialStatus.COMPLETED and t.seed is not None:
             by_seed.setdefault(t.seed, t)
     return by_seed
 
@@ -136,7 +137,7 @@ def _arm_summaries(study, record: StudyRecord, phase: str, timing: dict[str, lis
             "not_completed": [
                 {"trial_id": t.trial_id, "seed": t.seed, "status": t.status}
                 for t in arms[name]
-                if t.status != "completed"
+                if t.status != TrialStatus.COMPLETED
             ],
             "final": _interval(list(finals.values())),
             "final_per_seed": {str(s): v for s, v in sorted(finals.items())},
@@ -413,7 +414,7 @@ def _search(study, record: StudyRecord) -> dict[str, Any]:
                 "status": t.status,
                 "values": t.values,
                 "baseline": t.baseline,
-                "objective": _final(t, metric) if t.status == "completed" else None,
+                "objective": _final(t, metric) if t.status == TrialStatus.COMPLETED else None,
             }
         )
     done = [r for r in rows if r["objective"] is not None]
@@ -452,7 +453,7 @@ def analyse(study, record: StudyRecord, timing: dict[str, list[float]]) -> dict[
         "not_completed": [
             {"trial_id": t.trial_id, "phase": t.phase, "arm": t.arm, "seed": t.seed, "status": t.status}
             for t in record.trials
-            if t.status != "completed"
+            if t.status != TrialStatus.COMPLETED
         ],
         "arms": comparisons,
         "claims": claims,

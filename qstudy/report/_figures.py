@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qstudy.config import TrialStatus
 from qstudy.report._read import StudyRecord, TrialRecord
 from qstudy.report._stats import mean_interval
 
@@ -30,7 +31,7 @@ def write_figures(study, record: StudyRecord, numbers: dict[str, Any], out: Path
         if not arms:
             continue
         trials = record.arm_trials(phase)
-        completed = {a: [t for t in trials[a] if t.status == "completed"] for a in arms}
+        completed = {a: [t for t in trials[a] if t.status == TrialStatus.COMPLETED] for a in arms}
         suffix = "" if phase == "comparison" else f"_{phase}"
         name = f"curves{suffix}.png"
         if _curves(completed, arms, record.metric, out / name, title=f"{study.name}: {phase}"):
@@ -128,7 +129,9 @@ def _search_scatter(study, trials: list[TrialRecord], metric: str, path: Path) -
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.6), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for t in trials:
-            value = t.curves.get(metric, [])[-1][1] if t.status == "completed" and t.curves.get(metric) else None
+            value = (
+                t.curves.get(metric, [])[-1][1] if t.status == TrialStatus.COMPLETED and t.curves.get(metric) else None
+            )
             if value is None or key not in t.values:
                 continue
             x = t.values[key]

@@ -8,6 +8,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from qstudy.config import TrialStatus
 from qstudy.study._searcher import ARM_KEY, PHASE_KEY, QSTUDY_KEYS, TRIAL_ID_KEY, status_of
 
 __all__ = ["TrackingCallback", "ProgressCallback", "short_names"]
@@ -55,7 +56,7 @@ class TrackingCallback(Callback):
         self.end(_trial_id(trial), status_of(trial.last_result, error=False))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.end(_trial_id(trial), "failed", error=_error_text(getattr(trial, "error_file", None)))
+        self.end(_trial_id(trial), TrialStatus.FAILED, error=_error_text(getattr(trial, "error_file", None)))
 
     def start(
         self,
@@ -148,13 +149,13 @@ class ProgressCallback(Callback):
 
 def _row(trial, metric: str, columns: list[str]) -> dict[str, Any]:
     result = trial.last_result or {}
-    status = trial.status
+    status = trial.status  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
     if status == "TERMINATED":
         status = status_of(result, error=False)
     elif status == "ERROR":
-        status = "failed"
+        status = TrialStatus.FAILED
     else:
-        status = status.lower()
+        status = status.lower()  # not yet ended: shown as Tune names it
     return {
         "trial": _trial_id(trial),
         "status": status,

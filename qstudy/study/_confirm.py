@@ -18,7 +18,7 @@ import math
 import statistics
 from typing import Any
 
-from qstudy.config import CONTROL_ARM
+from qstudy.config import CONTROL_ARM, TrialStatus
 
 __all__ = ["confirm_trials", "rank_confirmed", "select_confirm", "top_arms"]
 
@@ -53,7 +53,9 @@ def select_confirm(
     control_id, control_values = control
     taken = {_configuration(control_values)}
     search = {tid: t for tid, t in finished.items() if t.get("phase") is None}
-    completed = [(tid, t) for tid, t in search.items() if t["status"] == "completed" and _finite(t.get("value"))]
+    completed = [
+        (tid, t) for tid, t in search.items() if t["status"] == TrialStatus.COMPLETED and _finite(t.get("value"))
+    ]
     sign = 1 if mode == "min" else -1
     completed.sort(key=lambda item: (sign * item[1]["value"], _number(item[0])))
     top: list[tuple[str, dict[str, Any]]] = []
@@ -128,7 +130,7 @@ def rank_confirmed(
     """
     done: dict[str, dict[int, float]] = {}
     for trial in trials:
-        if trial.get("status") == "completed" and _finite(trial.get("value")):
+        if trial.get("status") == TrialStatus.COMPLETED and _finite(trial.get("value")):
             done.setdefault(trial["arm"], {})[int(trial["seed"])] = float(trial["value"])
     control = done.get(CONTROL_ARM, {})
     ranked = []

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from qstudy.config import TrialStatus
 from qstudy.tracking import absolute_tracking_uri
 
 __all__ = ["run_study", "study_paths"]
@@ -481,7 +482,7 @@ def _best_trial(study, search: list[dict[str, Any]]) -> dict[str, Any] | None:
     ``params``); None when none completed, or for a comparison study: the best of arms x
     seeds is mostly the luckiest seed; its arms are compared with the control over the seeds."""
     metric = study.objective.metric
-    complete = [r for r in search if r["status"] == "completed" and r[metric] is not None]
+    complete = [r for r in search if r["status"] == TrialStatus.COMPLETED and r[metric] is not None]
     if not complete or study.is_comparison:
         return None
     pick = min if study.objective.mode == "min" else max

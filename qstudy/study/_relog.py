@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from qstudy.config import TrialStatus
 from qstudy.errors import QStudyError
 from qstudy.study._callbacks import _error_text as _error_tail
 
@@ -71,7 +72,9 @@ def trial_records(
         trial = finished[trial_id]
         folders = [run / trial_id for run in runs if (run / trial_id).is_dir()]
         results = [row for folder in folders for row in _results(folder / "result.json")]
-        error = _error_tail(str(folders[-1] / "error.txt")) if folders and trial["status"] == "failed" else None
+        error = (
+            _error_tail(str(folders[-1] / "error.txt")) if folders and trial["status"] == TrialStatus.FAILED else None
+        )
         problem = _disagreement(trial, results, metric) if folders else f"no Tune results under {output / 'tune'}"
         if problem:
             problems.append(f"{trial_id}: {problem}")
@@ -176,7 +179,7 @@ def _disagreement(trial: dict[str, Any], results: list[dict[str, Any]], metric: 
             return f"Optuna holds {metric} at step {step}, result.json has no {metric} at that step"
         if seen[step] != value:
             return f"Optuna holds {metric}={value!r} at step {step}, result.json has {seen[step]!r}"
-    if trial["status"] == "completed" and (not results or results[-1].get(metric) != trial["value"]):
+    if trial["status"] == TrialStatus.COMPLETED and (not results or results[-1].get(metric) != trial["value"]):
         last = results[-1].get(metric) if results else None
         return f"Optuna holds the final {metric}={trial['value']!r}, result.json ends with {last!r}"
     return None

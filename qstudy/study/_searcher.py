@@ -30,6 +30,8 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from qstudy.config import TrialStatus
+
 __all__ = [
     "StudySearcher",
     "trial_name",
@@ -139,9 +141,9 @@ class StudySearcher(Searcher):
         import optuna
 
         fallback = {
-            optuna.trial.TrialState.COMPLETE: "completed",
-            optuna.trial.TrialState.PRUNED: "pruned",
-            optuna.trial.TrialState.FAIL: "failed",
+            optuna.trial.TrialState.COMPLETE: TrialStatus.COMPLETED,
+            optuna.trial.TrialState.PRUNED: TrialStatus.PRUNED,
+            optuna.trial.TrialState.FAIL: TrialStatus.FAILED,
         }
         return {
             trial_name(t.number): t.user_attrs.get(_STATUS_ATTR, fallback[t.state])
@@ -223,11 +225,11 @@ class StudySearcher(Searcher):
         step = result.get("step")
         if number is None or not _finite(value) or step is None:
             return
-        frozen = self.study._storage.get_trial(
+        stored = self.study._storage.get_trial(
             self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
         )
-        if int(step) not in frozen.intermediate_values:
-            self.study._storage.set_trial_intermediate_value(frozen._trial_id, int(step), float(value))
+        if int(step) not in stored.intermediate_values:
+            self.study._storage.set_trial_intermediate_value(stored._trial_id, int(step), float(value))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         from optuna.trial import TrialState
@@ -240,9 +242,9 @@ class StudySearcher(Searcher):
         internal_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
         storage.set_trial_user_attr(internal_id, _STATUS_ATTR, status)
         value = (result or {}).get(self.metric)
-        if status == "completed" and _finite(value):
+        if status == TrialStatus.COMPLETED and _finite(value):
             self._tell(number, values=float(value))
-        elif status == "pruned":
+        elif status == TrialStatus.PRUNED:
             self._tell(number, state=TrialState.PRUNED)
         else:
             self._tell(number, state=TrialState.FAIL)
@@ -275,14 +277,16 @@ def _values_of(params: dict[str, Any], user_attrs: dict[str, Any]) -> dict[str, 
     return values
 
 
-def status_of(result: dict | None, error: bool) -> str:
-    """completed / diverged / pruned (stopped before its last step) / failed."""
+def status_of(result: dict | None, error: bool) -> TrialStatus:
+    """The status a trial ended with, from Tune's last result: the worker's own (completed,
+    diverged, failed); pruned when it was stopped before its last step; failed when it
+    raised or never reported."""
     if error:
-        return "failed"
+        return TrialStatus.FAILED
     status = (result or {}).get("status")
-    if status in ("completed", "diverged", "failed"):
-        return status
-    return "pruned" if result else "failed"
+    if status in (TrialStatus.COMPLETED, TrialStatus.DIVERGED, TrialStatus.FAILED):
+        return TrialStatus(status)
+    return TrialStatus.PRUNED if result else TrialStatus.FAILED
 
 
 def _finite(value) -> bool:

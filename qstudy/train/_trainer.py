@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from qstudy.config import TrialConfig
+from qstudy.config import TrialConfig, TrialStatus
 from qstudy.train._preflight import check_paths, check_placement, raise_problems
 
 __all__ = ["build_trainer", "run_trial", "init_ray", "worker_env"]
@@ -96,11 +96,11 @@ def run_trial(
     result = build_trainer(trial, name, storage_path).fit()
     metrics = dict(result.metrics or {})
     if result.error is not None:
-        metrics["status"] = "failed"
+        metrics["status"] = TrialStatus.FAILED
         metrics["error"] = f"{type(result.error).__name__}: {result.error}"
     return {
         "metrics": metrics,
-        "status": metrics.get("status", "failed"),
+        "status": metrics.get("status", TrialStatus.FAILED),
         "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
         "path": result.path,
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from qstudy.config import TrialStatus
 from qstudy.train._checkpoint import (
     TrainingState,
     ended_metrics,
@@ -191,7 +192,7 @@ class TrialRun:
             self.superpositional.measure_perturbation = reported  # the steps whose metrics are reported
             sums = self.train_step(step)
             if sums is None:
-                step_metrics.update({"step": step, "train_loss": float("nan"), "status": "diverged"})
+                step_metrics.update({"step": step, "train_loss": float("nan"), "status": TrialStatus.DIVERGED})
                 self.report(step_metrics, final=True)
                 return
             if first_step and submitted_at is not None:
@@ -204,7 +205,7 @@ class TrialRun:
                 step_metrics["train_time_s"] = time.perf_counter() - loop_started
             if reported:
                 step_metrics.update(self._perturbation_metrics())
-                step_metrics["status"] = "completed" if last else "running"
+                step_metrics["status"] = TrialStatus.COMPLETED if last else TrialStatus.RUNNING
                 if save:
                     self.report(step_metrics, step=step)
                 else:  # the last step without a DeepSpeed checkpoint still ends with a status one

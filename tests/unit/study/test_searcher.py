@@ -116,3 +116,47 @@ def test_a_search_study_still_enqueues_its_baselines_first(tmp_path):
     assert ARM_KEY not in baseline and ARM_KEY not in sampled
     assert 0.0 <= sampled["optimizer.quantum_weight"] <= 1.0
     assert searcher.study.get_trials()[0].user_attrs["qstudy.baseline"] == 0
+
+
+# How each way a trial can end reaches Optuna: Tune's last result (or its error) -> the
+# qstudy status the study records -> the Optuna state the sampler learns from.
+OUTCOMES = [
+    # (Tune's last result, error, qstudy status, Optuna state, objective value)
+    ({"eval_loss": 1.5, "step": 6, "status": "completed"}, False, "completed", "COMPLETE", 1.5),
+    ({"eval_loss": float("nan"), "step": 6, "status": "completed"}, False, "completed", "FAIL", None),
+    ({"eval_loss": 1.9, "step": 3, "status": "running"}, False, "pruned", "PRUNED", None),  # ASHA stopped it
+    ({"train_loss": float("nan"), "step": 2, "status": "diverged"}, False, "diverged", "FAIL", None),
+    ({"eval_loss": 1.9, "step": 3, "status": "running"}, True, "failed", "FAIL", None),  # the worker raised
+    (None, False, "failed", "FAIL", None),  # ended without a single report
+]
+
+
+@pytest.mark.parametrize("result,error,status,state,value", OUTCOMES)
+def test_each_trial_outcome_is_one_status_and_one_optuna_state(make_searcher, result, error, status, state, value):
+    from qstudy.config import TrialStatus
+    from qstudy.study._searcher import status_of
+
+    assert status_of(result, error) == status
+    assert isinstance(status_of(result, error), TrialStatus)
+    searcher = make_searcher()
+    searcher.suggest("tune_0")
+    searcher.on_trial_complete("tune_0", result, error=error)
+    (trial,) = searcher.study.get_trials()
+    assert trial.state.name == state
+    assert trial.user_attrs["qstudy.status"] == status
+    assert trial.value == value
+    assert searcher.finished_statuses() == {"trial_0000": status}
+    assert searcher.finished_trials()["trial_0000"]["status"] == status
+
+
+def test_a_trial_without_a_recorded_status_takes_its_optuna_state(make_searcher):
+    searcher = make_searcher()
+    for state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL):
+        trial = searcher.study.ask()  # told by Optuna alone: no qstudy.status attribute
+        searcher.study.tell(trial, 1.0 if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+    searcher.study.ask()  # still running: not finished
+    assert searcher.finished_statuses() == {
+        "trial_0000": "completed",
+        "trial_0001": "pruned",
+        "trial_0002": "failed",
+    }
