@@ -1,70 +1,31 @@
-"""MLflow tracking of a study: the only module of qstudy that imports mlflow.
+"""The study in MLflow: one parent run, a nested child run per trial, reused on resume.
 
-One writer: the study driver logs everything through one :class:`StudyTracker` (from a
-Tune callback), workers never touch the store, so the embedded default
-``sqlite:///mlruns.db`` is safe and a cluster can point at an ``mlflow server`` on the
-head node instead. The layout in MLflow::
-
-    experiment <experiment>   tag mlflow.experimentKind=custom_model_development (MLflow 3's
-                              "Model training" kind: the UI opens on the runs, not on traces);
-                              tag mlflow.sharedViewState.<key> per study (:meth:`share_view`)
-      run <study>             tags qstudy.role=study, qstudy.study=<study>
-                              params: the study file flattened; artifacts study.yaml, space.json,
-                              summary.txt; tags qstudy.objective, qstudy.optuna_storage,
-                              qstudy.output, qstudy.study_file; at the end best_<metric>
-                              metrics, qstudy.best.* tags and the description
-                              (mlflow.note.content, markdown)
-        run <study>/<trial>   tags mlflow.parentRunId, qstudy.trial_id, qstudy.status (qstudy.arm,
-                              qstudy.phase)
-                              params: the trial config flattened, every setting once under its
-                              dotted name (optimizer.quantum_weight, quantum.n_qubits)
-                              (+ arm: the arm of a comparison or confirm trial; a confirm trial
-                              is tagged qstudy.phase=confirm)
-                              metrics per step, named by :func:`mlflow_metric_name` (cost
-                              figures under timing/, system/, trial/); artifact trial_config.json
-
-Re-running a study reuses its parent run and the child run of every trial id it has seen
-(never a duplicate run), and metric steps repeated after a worker restart are logged once.
-
-mlflow is imported inside the methods that need it: importing this module (for
-:func:`absolute_tracking_uri`, :func:`ui_command`) costs nothing.
+mlflow is imported inside the methods that need it: importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import numbers
-import os
-import re
 import sys
-import tempfile
-import time
-import urllib.parse
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qstudy.errors import QStudyError
+from qstudy.tracking._naming import (
+    _MAX_TAG_CHARS,
+    _flatten,
+    _name,
+    _new_params,
+    _numeric,
+    _ordered,
+    _prefixed,
+    mlflow_metric_name,
+)
+from qstudy.tracking._store import TrackingError, log_artifact, log_batch, search_runs
+from qstudy.tracking._uri import _artifact_location, absolute_tracking_uri, compare_url, run_page_url, runs_page_url
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
-
-__all__ = [
-    "TRIAL_STATUSES",
-    "StudyTracker",
-    "TrackingError",
-    "absolute_tracking_uri",
-    "compare_url",
-    "is_server_uri",
-    "mlflow_metric_name",
-    "run_page_url",
-    "runs_page_url",
-    "study_links",
-    "ui_base_url",
-    "ui_command",
-]
 
 # qstudy.status of a trial -> the MLflow run status it ends with.
 TRIAL_STATUSES = {
@@ -75,15 +36,6 @@ TRIAL_STATUSES = {
     "killed": "KILLED",
 }
 _STUDY_STATUSES = ("FINISHED", "FAILED", "KILLED")
-
-# MLflow's limits (mlflow/utils/validation.py): MLflow would truncate silently or refuse.
-_MAX_PARAM_CHARS = 6000
-_MAX_TAG_CHARS = 8000
-_MAX_PARAMS_TAGS_PER_BATCH = 100
-_MAX_METRICS_PER_BATCH = 1000
-_TRUNCATED = "...[truncated]"
-# Names MLflow accepts for params and metrics on every platform (a colon not on Windows).
-_BAD_NAME_CHARS = re.compile(r"[^/\w.\- ]")
 
 _TAG_STUDY = "qstudy.study"
 _TAG_ROLE = "qstudy.role"
@@ -104,18 +56,7 @@ _MODEL_DEVELOPMENT = "custom_model_development"
 # A view of the runs page (columns, filter, order) the UI loads from an experiment tag
 # when the URL carries viewStateShareKey=<key> (the UI's own "Share" button writes these).
 _TAG_SHARED_VIEW = "mlflow.sharedViewState."
-_DEFAULT_UI_PORT = 5000
 _MAX_COMPARED = 50  # runs in a compare link: its URL stays printable, the view readable
-
-# Metric groups: MLflow's chart view puts each prefix before "/" in a section of its own
-# ("system/" in "System metrics"), the rest first in "Model metrics". Tune, Optuna and the
-# worker keep the plain names; only the MLflow store uses these (mlflow_metric_name).
-_TIMING_NAMES = ("tokens_per_s",)
-_TRIAL_FACTS = ("resumed_from_step", "model_parameters", "aer_parity")
-
-
-class TrackingError(QStudyError):
-    """The tracking store cannot record the study as asked."""
 
 
 class StudyTracker:
@@ -196,9 +137,9 @@ class StudyTracker:
             tags[_TAG_OBJECTIVE] = self.objective
         if changed:
             tags["qstudy.changed_params"] = ", ".join(sorted(changed))
-        self._log_batch(self.parent_run_id, params=new, tags=tags)
+        log_batch(self.client, self.parent_run_id, params=new, tags=tags)
         for name, content in artifacts.items():
-            self._log_artifact(self.parent_run_id, name, content)
+            log_artifact(self.client, self.parent_run_id, name, content)
 
         self._trials, self._last_steps = {}, {}
         for run in self._child_runs():
@@ -216,13 +157,15 @@ class StudyTracker:
             The trial ids closed, now KILLED with ``qstudy.status=killed``.
         """
         parent_id = self._require_parent()
-        running = self._search(f"tags.`{_TAG_PARENT}` = '{parent_id}' AND attributes.status = 'RUNNING'")
+        running = search_runs(
+            self.client, self.experiment_id, f"tags.`{_TAG_PARENT}` = '{parent_id}' AND attributes.status = 'RUNNING'"
+        )
         closed = []
         for run in running:
             trial_id = run.data.tags.get(_TAG_TRIAL)
             if trial_id is None or trial_id in keep:
                 continue
-            self._log_batch(run.info.run_id, tags={_TAG_STATUS: "killed"})
+            log_batch(self.client, run.info.run_id, tags={_TAG_STATUS: "killed"})
             self.client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(trial_id)
         return sorted(closed)
@@ -281,8 +224,8 @@ class StudyTracker:
                 tags["qstudy.search_best_trial_id"] = str(best["search_best_trial_id"])
             if best.get("control_value") is not None:
                 metrics[f"control_{best['metric']}"] = best["control_value"]
-        self._log_batch(parent_id, metrics=_numeric(metrics), step=len(self._trials), tags=tags)
-        self._log_artifact(parent_id, "summary.txt", summary)
+        log_batch(self.client, parent_id, metrics=_numeric(metrics), step=len(self._trials), tags=tags)
+        log_artifact(self.client, parent_id, "summary.txt", summary)
         self.client.set_terminated(parent_id, status=status)
 
     # -- trials ------------------------------------------------------------------------
@@ -359,8 +302,10 @@ class StudyTracker:
             if _TAG_ERROR in run.data.tags:  # the error of an earlier attempt
                 self.client.delete_tag(run_id, _TAG_ERROR)
             self._last_steps[trial_id] = self._logged_steps(run)
-        self._log_batch(run_id, params=new, tags={_TAG_STATUS: "running", **arm_tags})
-        self._log_artifact(run_id, "trial_config.json", json.dumps(config, indent=2, sort_keys=True, default=str))
+        log_batch(self.client, run_id, params=new, tags={_TAG_STATUS: "running", **arm_tags})
+        log_artifact(
+            self.client, run_id, "trial_config.json", json.dumps(config, indent=2, sort_keys=True, default=str)
+        )
         return run_id
 
     def log_metrics(self, trial_id: str, metrics: Mapping[str, Any], step: int) -> None:
@@ -390,13 +335,13 @@ class StudyTracker:
         fresh = {key: value for key, value in _ordered(named, self.objective) if step > last.get(key, -sys.maxsize)}
         if not fresh:
             return
-        self._log_batch(run_id, metrics=fresh, step=step)
+        log_batch(self.client, run_id, metrics=fresh, step=step)
         last.update(dict.fromkeys(fresh, step))
 
     def tag_trial(self, trial_id: str, tags: Mapping[str, str]) -> None:
         """Set tags on a trial's run, e.g. ``qstudy.worker_nodes`` (the Ray nodes its
         workers ran on). Raises TrackingError if the trial has no run."""
-        self._log_batch(self._run_id(trial_id), tags=tags)
+        log_batch(self.client, self._run_id(trial_id), tags=tags)
 
     def end_trial(self, trial_id: str, status: str, error: str | None = None) -> None:
         """End a trial's run: tag ``qstudy.status`` and set the MLflow run status.
@@ -419,7 +364,7 @@ class StudyTracker:
         tags = {_TAG_STATUS: status}
         if error is not None:
             tags[_TAG_ERROR] = error
-        self._log_batch(run_id, tags=tags)
+        log_batch(self.client, run_id, tags=tags)
         self.client.set_terminated(run_id, status=TRIAL_STATUSES[status])
 
     def logged_trial_ids(self) -> set[str]:
@@ -539,7 +484,7 @@ class StudyTracker:
 
     def log_study_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         """Log metrics on the parent run (the report's own measurements) at ``step``."""
-        self._log_batch(self._require_parent(), metrics=_numeric(metrics), step=int(step))
+        log_batch(self.client, self._require_parent(), metrics=_numeric(metrics), step=int(step))
 
     def set_report_description(self, section: str) -> None:
         """Put ``section`` (markdown, from ``qstudy report``) at the end of the parent run's
@@ -557,7 +502,7 @@ class StudyTracker:
         """Save files on the parent run: artifact path (``report/report.md``) -> text or bytes."""
         parent_id = self._require_parent()
         for name, content in files.items():
-            self._log_artifact(parent_id, name, content)
+            log_artifact(self.client, parent_id, name, content)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -597,30 +542,17 @@ class StudyTracker:
     def _find_parent(self) -> Run | None:
         # The study name is matched here rather than in the filter string: a quote in the
         # name cannot break the query. An experiment holds few studies.
-        for run in self._search(f"tags.`{_TAG_ROLE}` = 'study'"):
+        for run in search_runs(self.client, self.experiment_id, f"tags.`{_TAG_ROLE}` = 'study'"):
             if run.data.tags.get(_TAG_STUDY) == self.study:
                 return run
         return None
 
     def _child_runs(self, parent_id: str | None = None) -> Iterator[Run]:
-        for run in self._search(f"tags.`{_TAG_PARENT}` = '{parent_id or self.parent_run_id}'"):
+        for run in search_runs(
+            self.client, self.experiment_id, f"tags.`{_TAG_PARENT}` = '{parent_id or self.parent_run_id}'"
+        ):
             if _TAG_TRIAL in run.data.tags:
                 yield run
-
-    def _search(self, filter_string: str) -> Iterator[Run]:
-        """Every active run of the experiment matching the filter, oldest first."""
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id],
-                filter_string,
-                order_by=["attributes.start_time ASC"],
-                page_token=token,
-            )
-            yield from page
-            token = page.token
-            if not token:
-                return
 
     def _logged_steps(self, run: Run) -> dict[str, int]:
         """Metric -> last step logged in an existing run (one history call per metric)."""
@@ -629,59 +561,6 @@ class StudyTracker:
             for key in run.data.metrics
             if (history := self.client.get_metric_history(run.info.run_id, key))
         }
-
-    def _log_batch(
-        self,
-        run_id: str,
-        metrics: Mapping[str, float] | None = None,
-        step: int = 0,
-        params: Mapping[str, str] | None = None,
-        tags: Mapping[str, Any] | None = None,
-    ) -> None:
-        """One log_batch call (more only past MLflow's 100 params/tags per batch)."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        timestamp = int(time.time() * 1000)
-        metric_list = [Metric(_name(k), float(v), timestamp, step) for k, v in (metrics or {}).items()]
-        param_list = [Param(_name(k), _truncate(v, _MAX_PARAM_CHARS)) for k, v in (params or {}).items()]
-        tag_list = [RunTag(k, _truncate(str(v), _MAX_TAG_CHARS)) for k, v in (tags or {}).items()]
-        while metric_list or param_list or tag_list:
-            self.client.log_batch(
-                run_id,
-                metrics=metric_list[:_MAX_METRICS_PER_BATCH],
-                params=param_list[:_MAX_PARAMS_TAGS_PER_BATCH],
-                tags=tag_list[:_MAX_PARAMS_TAGS_PER_BATCH],
-            )
-            metric_list = metric_list[_MAX_METRICS_PER_BATCH:]
-            param_list = param_list[_MAX_PARAMS_TAGS_PER_BATCH:]
-            tag_list = tag_list[_MAX_PARAMS_TAGS_PER_BATCH:]
-
-    def _log_artifact(self, run_id: str, name: str, content: str | bytes) -> None:
-        if isinstance(content, str):
-            self.client.log_text(run_id, content, name)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp, name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            self.client.log_artifact(run_id, str(path), artifact_path=str(Path(name).parent) if "/" in name else None)
-
-
-# -- params and metrics ----------------------------------------------------------------
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested dict -> {"dotted.key": str value}; lists as JSON, the rest with str()."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{dotted}."))
-        elif isinstance(value, (list, tuple)):
-            flat[_name(dotted)] = _truncate(json.dumps(value, default=str), _MAX_PARAM_CHARS)
-        else:
-            flat[_name(dotted)] = _truncate(str(value), _MAX_PARAM_CHARS)
-    return flat
 
 
 def _description_parts(text: str) -> tuple[str, str | None]:
@@ -701,185 +580,6 @@ def _description(sweep_part: str, report_part: str | None) -> str:
         room = max(0, _MAX_TAG_CHARS - len(tail) - len(cut))
         sweep_part = sweep_part[:room].rsplit("\n", 1)[0] + cut if room else ""
     return (sweep_part + tail).lstrip()[:_MAX_TAG_CHARS]
-
-
-def mlflow_metric_name(key: str) -> str:
-    """The name a trial's metric has in MLflow: start-up and cost figures under a prefix.
-
-    ==========================================================  ==========================
-    worker / Tune name                                           MLflow name
-    ==========================================================  ==========================
-    ``startup_*``, ``*_time_s``, ``*_time_share``, ``tokens_per_s``  ``timing/<name>``
-    ``gpu_*`` (``gpu_max_memory_allocated_gib``)                 ``system/<name>``
-    ``resumed_from_step``, ``model_parameters``, ``aer_parity``   ``trial/<name>``
-    the rest (``eval_loss``, ``train_loss``, ``lr``, ...)          unchanged
-    ==========================================================  ==========================
-
-    Names already holding a ``/`` are kept (``timing/control/step_s``).
-    """
-    if "/" in key:
-        return key
-    if key.startswith("startup_") or key.endswith(("_time_s", "_time_share")) or key in _TIMING_NAMES:
-        return f"timing/{key}"
-    if key.startswith("gpu_"):
-        return f"system/{key}"
-    if key in _TRIAL_FACTS:
-        return f"trial/{key}"
-    return key
-
-
-def _prefixed(name: str, prefix: str) -> str:
-    """``prefix`` on the last part: ``timing/step_time_s`` -> ``timing/best_step_time_s``."""
-    group, sep, last = name.rpartition("/")
-    return f"{group}{sep}{prefix}{last}"
-
-
-def _ordered(metrics: Mapping[str, float], objective: str | None) -> list[tuple[str, float]]:
-    """The objective first, then the top-level names, then the prefixed ones (each sorted)."""
-    first = mlflow_metric_name(objective) if objective else None
-    return sorted(metrics.items(), key=lambda item: (item[0] != first, "/" in item[0], item[0]))
-
-
-def _new_params(logged: Mapping[str, str], wanted: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """The params not logged yet, and the keys logged with another value."""
-    new = {k: v for k, v in wanted.items() if k not in logged}
-    changed = [k for k, v in wanted.items() if k in logged and logged[k] != v]
-    return new, changed
-
-
-def _numeric(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The int/float entries, ±inf as NaN; bools, strings, None and the rest dropped.
-
-    MLflow's SQL stores keep NaN but clamp ±inf to ±1.8e308, which flattens every chart
-    the value appears in; the UI's charts skip NaN.
-    """
-    return {
-        key: float(value) if math.isfinite(value) else math.nan
-        for key, value in metrics.items()
-        if isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too, not np.bool_
-    }
-
-
-def _name(key: str) -> str:
-    return _BAD_NAME_CHARS.sub("_", key)
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - len(_TRUNCATED)] + _TRUNCATED
-
-
-# -- URIs and the UI -------------------------------------------------------------------
-
-
-def is_server_uri(uri: str) -> bool:
-    """Whether the URI names a tracking server (http/https): its UI is already running."""
-    return urllib.parse.urlparse(uri).scheme in ("http", "https")
-
-
-def absolute_tracking_uri(uri: str, base_dir: str | Path | None = None) -> str:
-    """A tracking URI that means the same store from any working directory.
-
-    Ray changes the working directory of trials and MLflow resolves a relative SQLite
-    path against it, so ``sqlite:///mlruns.db`` becomes ``sqlite:////abs/dir/mlruns.db``.
-
-    Args:
-        uri: ``sqlite:///relative.db`` -> absolute against ``base_dir``; ``file:relative``
-            likewise; a bare path is a SQLite database when it ends in ``.db``,
-            ``.sqlite`` or ``.sqlite3`` and otherwise what MLflow makes of a bare path, a
-            file-store directory (``file:///abs/dir``). Absolute paths, in-memory SQLite
-            and every other scheme (http, https, postgresql, ...) are returned unchanged.
-        base_dir: directory relative paths start from (default: the current directory).
-
-    Raises:
-        TrackingError: an empty URI.
-    """
-    if not uri or not uri.strip():
-        raise TrackingError("tracking URI must name a store, e.g. sqlite:///mlruns.db, got an empty string")
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    if uri.startswith("sqlite:///"):
-        path, sep, query = uri[len("sqlite:///") :].partition("?")
-        if path.startswith("/") or path in ("", ":memory:"):
-            return uri
-        return "sqlite:///" + urllib.parse.quote(os.path.abspath(base / urllib.parse.unquote(path))) + sep + query
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "file":
-        if parsed.netloc or os.path.isabs(parsed.path):
-            return uri
-        return Path(os.path.abspath(base / urllib.parse.unquote(parsed.path))).as_uri()
-    if parsed.scheme:
-        return uri
-    path = os.path.abspath(base / uri)
-    if path.endswith((".db", ".sqlite", ".sqlite3")):
-        return "sqlite:///" + urllib.parse.quote(path)
-    return Path(path).as_uri()
-
-
-def _artifact_location(tracking_uri: str, experiment: str) -> str | None:
-    """Artifacts of a new experiment: ``mlartifacts/<experiment>`` beside a SQLite file.
-
-    MLflow's default for a SQLite store is ``./mlruns`` in the working directory of
-    whichever process created the store; a server picks its own (``mlflow-artifacts:``).
-    """
-    if not tracking_uri.startswith("sqlite:////"):
-        return None
-    db_path = urllib.parse.unquote(tracking_uri[len("sqlite:///") :].partition("?")[0])
-    folder = re.sub(r"[^\w.\-]", "_", experiment) or "default"
-    return Path(db_path).parent.joinpath("mlartifacts", folder).as_uri()
-
-
-def ui_command(tracking_uri: str, port: int = 5000) -> list[str]:
-    """The command that serves the MLflow UI of a local store on 127.0.0.1:<port>.
-
-    A tracking server (:func:`is_server_uri`) has its UI already: print its address
-    instead.
-
-    Raises:
-        TrackingError: the URI is a tracking server.
-    """
-    if is_server_uri(tracking_uri):
-        raise TrackingError(f"{tracking_uri} is a tracking server: open it in a browser, there is no local UI to start")
-    return [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", absolute_tracking_uri(tracking_uri),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",  # one user's UI: 4 uvicorn workers would only slow the start
-    ]  # fmt: skip
-
-
-def ui_base_url(tracking_uri: str, port: int = _DEFAULT_UI_PORT) -> str:
-    """Where the study's MLflow UI is: the tracking server itself, or the local UI that
-    ``qstudy ui`` starts on 127.0.0.1:<port>."""
-    if is_server_uri(tracking_uri):
-        return tracking_uri.rstrip("/")
-    return f"http://127.0.0.1:{port}"
-
-
-# MLflow 3's UI shows a page in its GenAI or its "Model training" mode by the URL's
-# workflowType, else by what the browser last chose (GenAI, at first).
-_MODEL_TRAINING = {"workflowType": "machine_learning"}
-
-
-def runs_page_url(base_url: str, experiment_id: str, view_key: str | None = None) -> str:
-    """The experiment's runs page in "Model training" mode (MLflow 3 otherwise opens on the
-    GenAI overview), with a shared view (:meth:`StudyTracker.share_view`)."""
-    query = dict(_MODEL_TRAINING)
-    if view_key:
-        query["viewStateShareKey"] = view_key
-    return f"{base_url}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
-
-
-def run_page_url(base_url: str, experiment_id: str, run_id: str) -> str:
-    """A run's page (its description, params, metrics, artifacts), in "Model training" mode."""
-    return f"{base_url}/#/experiments/{experiment_id}/runs/{run_id}?{urllib.parse.urlencode(_MODEL_TRAINING)}"
-
-
-def compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
-    """MLflow's compare view of ``run_ids``: parallel coordinates, params and metrics side
-    by side. The UI reads ``runs`` and ``experiments`` as JSON lists."""
-    runs = urllib.parse.quote(json.dumps(list(run_ids), separators=(",", ":")))
-    experiments = urllib.parse.quote(json.dumps([str(experiment_id)], separators=(",", ":")))
-    return f"{base_url}/#/compare-runs?runs={runs}&experiments={experiments}&{urllib.parse.urlencode(_MODEL_TRAINING)}"
 
 
 def _view_key(study: str) -> str:
