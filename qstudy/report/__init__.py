@@ -81,7 +81,7 @@ def write_report(
         "machine": _machine(),
         "seeds": list(study.seeds),
         "timing_method": TIMING_METHOD,
-        "timing": json.loads(tracker.client.get_run(record.parent_run_id).data.tags.get(_TIMING_TAG, "null")),
+        "timing": json.loads(tracker.mlflow_client.get_run(record.parent_run_id).data.tags.get(_TIMING_TAG, "null")),
         "tracking_uri": uri,
         "optuna_url": paths["optuna_url"],
         "parent_run_id": record.parent_run_id,
@@ -117,7 +117,7 @@ def _paired_timing(
     arms = {name: overrides for name, overrides in _timed_arms(study, record).items() if name in ran}
     if not arms or "control" not in arms:
         return {}, None
-    tags = tracker.client.get_run(record.parent_run_id).data.tags
+    tags = tracker.mlflow_client.get_run(record.parent_run_id).data.tags
     logged = json.loads(tags.get(_TIMING_TAG, "null"))
     if logged is None or retime or sorted(logged.get("arms", [])) != sorted(arms):
         if rounds <= 0:
@@ -137,7 +137,7 @@ def _paired_timing(
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "machine": _machine(),
         }
-        tracker.client.set_tag(record.parent_run_id, _TIMING_TAG, json.dumps(logged))
+        tracker.mlflow_client.set_tag(record.parent_run_id, _TIMING_TAG, json.dumps(logged))
     span = range(logged["first_step"], logged["first_step"] + logged["rounds"])
     timing = {}
     for arm in logged["arms"]:

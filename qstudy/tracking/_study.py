@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from qstudy.config import TrialStatus
 from qstudy.tracking._naming import (
     _MAX_TAG_CHARS,
     _flatten,
@@ -29,11 +30,11 @@ if TYPE_CHECKING:
 
 # qstudy.status of a trial -> the MLflow run status it ends with.
 TRIAL_STATUSES = {
-    "completed": "FINISHED",
-    "pruned": "FINISHED",
-    "diverged": "FINISHED",
-    "failed": "FAILED",
-    "killed": "KILLED",
+    TrialStatus.COMPLETED: "FINISHED",
+    TrialStatus.PRUNED: "FINISHED",
+    TrialStatus.DIVERGED: "FINISHED",
+    TrialStatus.FAILED: "FAILED",
+    TrialStatus.KILLED: "KILLED",
 }
 _STUDY_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
@@ -94,7 +95,7 @@ class StudyTracker:
         self.study = study
         self.objective = objective
         # A client bound to this URI: no global mlflow.set_tracking_uri state.
-        self.client: MlflowClient = MlflowClient(self.tracking_uri)
+        self.mlflow_client: MlflowClient = MlflowClient(self.tracking_uri)
         self.experiment_id = self._experiment_id(create=not read_only)
         self.parent_run_id: str | None = None
         self._trials: dict[str, str] = {}  # trial id -> run id
@@ -122,13 +123,13 @@ class StudyTracker:
         """
         parent = self._find_parent()
         if parent is None:
-            parent = self.client.create_run(
+            parent = self.mlflow_client.create_run(
                 self.experiment_id,
                 tags={_TAG_STUDY: self.study, _TAG_ROLE: "study", _TAG_STATUS: "running"},
                 run_name=self.study,
             )
         elif parent.info.status != "RUNNING":
-            self.client.update_run(parent.info.run_id, status="RUNNING")
+            self.mlflow_client.update_run(parent.info.run_id, status="RUNNING")
         self.parent_run_id = parent.info.run_id
 
         new, changed = _new_params(parent.data.params, _flatten(params))
@@ -137,9 +138,9 @@ class StudyTracker:
             tags[_TAG_OBJECTIVE] = self.objective
         if changed:
             tags["qstudy.changed_params"] = ", ".join(sorted(changed))
-        log_batch(self.client, self.parent_run_id, params=new, tags=tags)
+        log_batch(self.mlflow_client, self.parent_run_id, params=new, tags=tags)
         for name, content in artifacts.items():
-            log_artifact(self.client, self.parent_run_id, name, content)
+            log_artifact(self.mlflow_client, self.parent_run_id, name, content)
 
         self._trials, self._last_steps = {}, {}
         for run in self._child_runs():
@@ -158,15 +159,17 @@ class StudyTracker:
         """
         parent_id = self._require_parent()
         running = search_runs(
-            self.client, self.experiment_id, f"tags.`{_TAG_PARENT}` = '{parent_id}' AND attributes.status = 'RUNNING'"
+            self.mlflow_client,
+            self.experiment_id,
+            f"tags.`{_TAG_PARENT}` = '{parent_id}' AND attributes.status = 'RUNNING'",
         )
         closed = []
         for run in running:
             trial_id = run.data.tags.get(_TAG_TRIAL)
             if trial_id is None or trial_id in keep:
                 continue
-            log_batch(self.client, run.info.run_id, tags={_TAG_STATUS: "killed"})
-            self.client.set_terminated(run.info.run_id, status="KILLED")
+            log_batch(self.mlflow_client, run.info.run_id, tags={_TAG_STATUS: TrialStatus.KILLED})
+            self.mlflow_client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(trial_id)
         return sorted(closed)
 
@@ -224,9 +227,9 @@ class StudyTracker:
                 tags["qstudy.search_best_trial_id"] = str(best["search_best_trial_id"])
             if best.get("control_value") is not None:
                 metrics[f"control_{best['metric']}"] = best["control_value"]
-        log_batch(self.client, parent_id, metrics=_numeric(metrics), step=len(self._trials), tags=tags)
-        log_artifact(self.client, parent_id, "summary.txt", summary)
-        self.client.set_terminated(parent_id, status=status)
+        log_batch(self.mlflow_client, parent_id, metrics=_numeric(metrics), step=len(self._trials), tags=tags)
+        log_artifact(self.mlflow_client, parent_id, "summary.txt", summary)
+        self.mlflow_client.set_terminated(parent_id, status=status)
 
     # -- trials ------------------------------------------------------------------------
 
@@ -272,13 +275,13 @@ class StudyTracker:
             wanted[_PARAM_ARM] = str(arm)
         run_id = self._trials.get(trial_id)
         if run_id is None:
-            run = self.client.create_run(
+            run = self.mlflow_client.create_run(
                 self.experiment_id,
                 tags={
                     _TAG_PARENT: parent_id,
                     _TAG_STUDY: self.study,
                     _TAG_TRIAL: trial_id,
-                    _TAG_STATUS: "running",
+                    _TAG_STATUS: TrialStatus.RUNNING,
                     **arm_tags,
                 },
                 run_name=f"{self.study}/{trial_id}",
@@ -287,7 +290,7 @@ class StudyTracker:
             self._last_steps[trial_id] = {}
             new = wanted
         else:
-            run = self.client.get_run(run_id)
+            run = self.mlflow_client.get_run(run_id)
             new, changed = _new_params(run.data.params, wanted)
             if changed:
                 details = ", ".join(
@@ -298,13 +301,13 @@ class StudyTracker:
                     f"({details}); a trial id cannot change its config: use a new study name"
                 )
             if run.info.status != "RUNNING":
-                self.client.update_run(run_id, status="RUNNING")
+                self.mlflow_client.update_run(run_id, status="RUNNING")
             if _TAG_ERROR in run.data.tags:  # the error of an earlier attempt
-                self.client.delete_tag(run_id, _TAG_ERROR)
+                self.mlflow_client.delete_tag(run_id, _TAG_ERROR)
             self._last_steps[trial_id] = self._logged_steps(run)
-        log_batch(self.client, run_id, params=new, tags={_TAG_STATUS: "running", **arm_tags})
+        log_batch(self.mlflow_client, run_id, params=new, tags={_TAG_STATUS: TrialStatus.RUNNING, **arm_tags})
         log_artifact(
-            self.client, run_id, "trial_config.json", json.dumps(config, indent=2, sort_keys=True, default=str)
+            self.mlflow_client, run_id, "trial_config.json", json.dumps(config, indent=2, sort_keys=True, default=str)
         )
         return run_id
 
@@ -328,20 +331,20 @@ class StudyTracker:
         """
         run_id = self._run_id(trial_id)
         if trial_id not in self._last_steps:  # a trial of an earlier driver, not restarted here
-            self._last_steps[trial_id] = self._logged_steps(self.client.get_run(run_id))
+            self._last_steps[trial_id] = self._logged_steps(self.mlflow_client.get_run(run_id))
         last = self._last_steps[trial_id]
         step = int(step)
         named = {mlflow_metric_name(key): value for key, value in _numeric(metrics).items()}
         fresh = {key: value for key, value in _ordered(named, self.objective) if step > last.get(key, -sys.maxsize)}
         if not fresh:
             return
-        log_batch(self.client, run_id, metrics=fresh, step=step)
+        log_batch(self.mlflow_client, run_id, metrics=fresh, step=step)
         last.update(dict.fromkeys(fresh, step))
 
     def tag_trial(self, trial_id: str, tags: Mapping[str, str]) -> None:
         """Set tags on a trial's run, e.g. ``qstudy.worker_nodes`` (the Ray nodes its
         workers ran on). Raises TrackingError if the trial has no run."""
-        log_batch(self.client, self._run_id(trial_id), tags=tags)
+        log_batch(self.mlflow_client, self._run_id(trial_id), tags=tags)
 
     def end_trial(self, trial_id: str, status: str, error: str | None = None) -> None:
         """End a trial's run: tag ``qstudy.status`` and set the MLflow run status.
@@ -358,14 +361,14 @@ class StudyTracker:
         """
         if status not in TRIAL_STATUSES:
             raise TrackingError(
-                f"trial {self.study}/{trial_id}: status must be one of {list(TRIAL_STATUSES)}, got {status!r}"
+                f"trial {self.study}/{trial_id}: status must be one of {[str(s) for s in TRIAL_STATUSES]}, got {status!r}"
             )
         run_id = self._run_id(trial_id)
         tags = {_TAG_STATUS: status}
         if error is not None:
             tags[_TAG_ERROR] = error
-        log_batch(self.client, run_id, tags=tags)
-        self.client.set_terminated(run_id, status=TRIAL_STATUSES[status])
+        log_batch(self.mlflow_client, run_id, tags=tags)
+        self.mlflow_client.set_terminated(run_id, status=TRIAL_STATUSES[status])
 
     def logged_trial_ids(self) -> set[str]:
         """The trial ids the store holds a run of, read without writing anything (usable
@@ -425,7 +428,7 @@ class StudyTracker:
         }
         if self.objective:
             state.update(orderByKey=f"metrics.`{mlflow_metric_name(self.objective)}`", orderByAsc=True)
-        self.client.set_experiment_tag(self.experiment_id, _TAG_SHARED_VIEW + key, json.dumps(state))
+        self.mlflow_client.set_experiment_tag(self.experiment_id, _TAG_SHARED_VIEW + key, json.dumps(state))
         return key
 
     def ui_links(self, base_url: str, view_key: str | None = None) -> dict[str, str]:
@@ -474,7 +477,7 @@ class StudyTracker:
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """``(step, value)`` of every logged value of a metric, by step (first value per step)."""
         seen: dict[int, float] = {}
-        for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
+        for m in sorted(self.mlflow_client.get_metric_history(run_id, key), key=lambda m: (m.step, m.timestamp)):
             seen.setdefault(int(m.step), float(m.value))
         return sorted(seen.items())
 
@@ -484,7 +487,7 @@ class StudyTracker:
 
     def log_study_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         """Log metrics on the parent run (the report's own measurements) at ``step``."""
-        log_batch(self.client, self._require_parent(), metrics=_numeric(metrics), step=int(step))
+        log_batch(self.mlflow_client, self._require_parent(), metrics=_numeric(metrics), step=int(step))
 
     def set_report_description(self, section: str) -> None:
         """Put ``section`` (markdown, from ``qstudy report``) at the end of the parent run's
@@ -492,26 +495,26 @@ class StudyTracker:
         kept (and a later ``finish_study`` keeps the report's)."""
         parent_id = self._require_parent()
         sweep_part, _ = self._description_parts(parent_id)
-        self.client.set_tag(parent_id, _TAG_NOTE, _description(sweep_part, section))
+        self.mlflow_client.set_tag(parent_id, _TAG_NOTE, _description(sweep_part, section))
 
     def _description_parts(self, run_id: str) -> tuple[str, str | None]:
         """A run's description as it is now, split as :func:`_description_parts` does."""
-        return _description_parts(self.client.get_run(run_id).data.tags.get(_TAG_NOTE, ""))
+        return _description_parts(self.mlflow_client.get_run(run_id).data.tags.get(_TAG_NOTE, ""))
 
     def log_study_artifacts(self, files: Mapping[str, str | bytes]) -> None:
         """Save files on the parent run: artifact path (``report/report.md``) -> text or bytes."""
         parent_id = self._require_parent()
         for name, content in files.items():
-            log_artifact(self.client, parent_id, name, content)
+            log_artifact(self.mlflow_client, parent_id, name, content)
 
     # -- helpers -----------------------------------------------------------------------
 
     def _experiment_id(self, create: bool = True) -> str:
-        experiment = self.client.get_experiment_by_name(self.experiment)
+        experiment = self.mlflow_client.get_experiment_by_name(self.experiment)
         if experiment is None and not create:
             raise TrackingError(f"MLflow store {self.tracking_uri} has no experiment {self.experiment!r}")
         if experiment is None:
-            return self.client.create_experiment(
+            return self.mlflow_client.create_experiment(
                 self.experiment,
                 artifact_location=_artifact_location(self.tracking_uri, self.experiment),
                 tags={_TAG_EXPERIMENT_KIND: _MODEL_DEVELOPMENT},
@@ -525,7 +528,7 @@ class StudyTracker:
         # (``..._inferred``): a kind a user picked in the UI is kept.
         kind = experiment.tags.get(_TAG_EXPERIMENT_KIND)
         if create and (kind is None or kind.endswith("_inferred")):
-            self.client.set_experiment_tag(experiment.experiment_id, _TAG_EXPERIMENT_KIND, _MODEL_DEVELOPMENT)
+            self.mlflow_client.set_experiment_tag(experiment.experiment_id, _TAG_EXPERIMENT_KIND, _MODEL_DEVELOPMENT)
         return experiment.experiment_id
 
     def _require_parent(self) -> str:
@@ -542,14 +545,14 @@ class StudyTracker:
     def _find_parent(self) -> Run | None:
         # The study name is matched here rather than in the filter string: a quote in the
         # name cannot break the query. An experiment holds few studies.
-        for run in search_runs(self.client, self.experiment_id, f"tags.`{_TAG_ROLE}` = 'study'"):
+        for run in search_runs(self.mlflow_client, self.experiment_id, f"tags.`{_TAG_ROLE}` = 'study'"):
             if run.data.tags.get(_TAG_STUDY) == self.study:
                 return run
         return None
 
     def _child_runs(self, parent_id: str | None = None) -> Iterator[Run]:
         for run in search_runs(
-            self.client, self.experiment_id, f"tags.`{_TAG_PARENT}` = '{parent_id or self.parent_run_id}'"
+            self.mlflow_client, self.experiment_id, f"tags.`{_TAG_PARENT}` = '{parent_id or self.parent_run_id}'"
         ):
             if _TAG_TRIAL in run.data.tags:
                 yield run
@@ -559,7 +562,7 @@ class StudyTracker:
         return {
             key: max(m.step for m in history)
             for key in run.data.metrics
-            if (history := self.client.get_metric_history(run.info.run_id, key))
+            if (history := self.mlflow_client.get_metric_history(run.info.run_id, key))
         }
 
 
@@ -603,7 +606,7 @@ def study_links(tracking_uri: str, experiment: str, study: str, base_url: str) -
         tracker = StudyTracker(tracking_uri, experiment, study, read_only=True)
     except TrackingError:
         return {"ui": base_url}
-    experiment_tags = tracker.client.get_experiment(tracker.experiment_id).tags
+    experiment_tags = tracker.mlflow_client.get_experiment(tracker.experiment_id).tags
     view_key = _view_key(study) if _TAG_SHARED_VIEW + _view_key(study) in experiment_tags else None
     parent = tracker._find_parent()
     if parent is not None:

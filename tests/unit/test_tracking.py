@@ -50,12 +50,12 @@ def new_tracker(store, request):
 
 
 def _runs(tracker: StudyTracker) -> list:
-    return list(tracker.client.search_runs([tracker.experiment_id]))
+    return list(tracker.mlflow_client.search_runs([tracker.experiment_id]))
 
 
 def _history(tracker: StudyTracker, trial_id: str, key: str) -> list[tuple[int, float]]:
     run_id = tracker.trial_runs()[trial_id]["run_id"]
-    return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, key))
+    return sorted((m.step, m.value) for m in tracker.mlflow_client.get_metric_history(run_id, key))
 
 
 def test_parent_and_two_trial_runs(new_tracker, tmp_path):
@@ -144,7 +144,7 @@ def test_resume_reuses_parent_and_trial_runs(new_tracker):
     # MLflow params cannot change: the first value stays, the change is named in a tag.
     assert parent.data.params["study.num_samples"] == "2"
     assert parent.data.tags["qstudy.changed_params"] == "study.num_samples"
-    t0 = second.client.get_run(run_t0)
+    t0 = second.mlflow_client.get_run(run_t0)
     assert t0.info.status == "RUNNING" and t0.data.tags["qstudy.status"] == "running"
     assert "qstudy.error" not in t0.data.tags  # the failed attempt's error is gone with it
 
@@ -212,11 +212,11 @@ def test_log_metrics_keeps_numbers_only(new_tracker):
 def test_long_param_values_are_truncated_with_a_marker(new_tracker):
     tracker = new_tracker()
     tracker.start_study({"space": "x" * 7000, "layers": list(range(3))}, {})
-    params = tracker.client.get_run(tracker.parent_run_id).data.params
+    params = tracker.mlflow_client.get_run(tracker.parent_run_id).data.params
     assert len(params["space"]) == 6000 and params["space"].endswith("...[truncated]")
     assert params["layers"] == "[0, 1, 2]"
     tracker.start_study({"space": "x" * 7000, "layers": list(range(3))}, {})  # reuse: no error, no change
-    assert "qstudy.changed_params" not in tracker.client.get_run(tracker.parent_run_id).data.tags
+    assert "qstudy.changed_params" not in tracker.mlflow_client.get_run(tracker.parent_run_id).data.tags
 
 
 def test_close_orphans_kills_running_trials_except_kept(new_tracker):
@@ -251,7 +251,7 @@ def test_end_trial_status_maps_to_mlflow_status(new_tracker, status, run_status)
     tracker.start_study({}, {})
     run_id = tracker.start_trial("t0", SEARCHED, CONFIG)
     tracker.end_trial("t0", status, error="E" * 9000 if status == "failed" else None)
-    run = tracker.client.get_run(run_id)
+    run = tracker.mlflow_client.get_run(run_id)
     assert (run.info.status, run.data.tags["qstudy.status"]) == (run_status, status)
     assert run.info.end_time is not None
     if status == "failed":
@@ -291,7 +291,7 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
     }
     tracker.finish_study(best, "trial  eval_loss\nt1     0.25\n")
 
-    parent = tracker.client.get_run(parent_id)
+    parent = tracker.mlflow_client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics == {"best_eval_loss": 0.25, "best_accuracy": 0.5}
     assert "mlflow.note.content" not in parent.data.tags  # no description given: none set
@@ -302,7 +302,7 @@ def test_finish_study_records_best_and_summary(new_tracker, tmp_path):
         "0.003",
     )
     assert tags["qstudy.best_run_id"] == tracker.trial_runs()["t1"]["run_id"]
-    summary = Path(tracker.client.download_artifacts(parent_id, "summary.txt", str(tmp_path))).read_text()
+    summary = Path(tracker.mlflow_client.download_artifacts(parent_id, "summary.txt", str(tmp_path))).read_text()
     assert summary == "trial  eval_loss\nt1     0.25\n"
 
 
@@ -310,7 +310,7 @@ def test_the_report_section_follows_the_sweeps_description_and_outlives_a_resume
     tracker = new_tracker()
     parent_id = tracker.start_study({}, {})
     tracker.finish_study(None, "", description="## Study `paper`\n\n| trial | loss |\n|---|---|\n| t0 | 0.5 |")
-    note = lambda: tracker.client.get_run(parent_id).data.tags["mlflow.note.content"]  # noqa: E731
+    note = lambda: tracker.mlflow_client.get_run(parent_id).data.tags["mlflow.note.content"]  # noqa: E731
 
     tracker.set_report_description("first report")
     assert (
@@ -339,7 +339,7 @@ def test_sqlite_artifacts_live_beside_the_database(new_tracker, store, tmp_path,
     tracker = new_tracker()
     tracker.start_study({}, {"study.yaml": "x"})
     db_dir = Path(store[len("sqlite:///") :]).parent
-    uri = tracker.client.get_run(tracker.parent_run_id).info.artifact_uri
+    uri = tracker.mlflow_client.get_run(tracker.parent_run_id).info.artifact_uri
     assert uri.startswith((db_dir / "mlartifacts").as_uri() + "/")
     assert list(tmp_path.iterdir()) == []
 
@@ -409,7 +409,7 @@ def test_string_results_become_trial_tags_once(new_tracker):
     callback.on_trial_start(0, [], trial)
     for step, nodes in [(1, "node-a"), (2, "node-a"), (3, "node-a,node-b")]:
         callback.on_trial_result(0, [], trial, {"step": step, "train_loss": 1.0 / step, "worker_nodes": nodes})
-    run = tracker.client.get_run(tracker.trial_runs()["trial_0000"]["run_id"])
+    run = tracker.mlflow_client.get_run(tracker.trial_runs()["trial_0000"]["run_id"])
     assert run.data.tags["qstudy.worker_nodes"] == "node-a,node-b"
     assert writes == [{"qstudy.worker_nodes": "node-a"}, {"qstudy.worker_nodes": "node-a,node-b"}]
     assert "worker_nodes" not in run.data.metrics
@@ -440,7 +440,7 @@ def test_a_comparison_trial_carries_its_arm_as_param_and_tag(new_tracker):
     config = {TRIAL_ID_KEY: "trial_0001", ARM_KEY: "sgd", "seed": 1, "qstudy": {}}
     callback.on_trial_start(0, [], SimpleNamespace(config=config, trial_id="x"))
     assert seen == [{"seed": 1}]  # the arm is not a trial setting
-    run = tracker.client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
+    run = tracker.mlflow_client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
     assert run.data.params["arm"] == "sgd" and run.data.tags["qstudy.arm"] == "sgd"
     assert run.data.params["seed"] == "1"
     # A resumed driver starts the trial again with the same arm: the same run, no conflict.
@@ -450,7 +450,7 @@ def test_a_comparison_trial_carries_its_arm_as_param_and_tag(new_tracker):
     assert again.start_trial("trial_0001", {"seed": 1}, {**CONFIG, "seed": 1}, arm="sgd") == run.info.run_id
     # A search trial has no arm.
     tracker.start_trial("trial_0002", SEARCHED, CONFIG)
-    plain = tracker.client.get_run(tracker.trial_runs()["trial_0002"]["run_id"])
+    plain = tracker.mlflow_client.get_run(tracker.trial_runs()["trial_0002"]["run_id"])
     assert "arm" not in plain.data.params and "qstudy.arm" not in plain.data.tags
 
 
@@ -475,7 +475,7 @@ def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
     }
     callback.on_trial_start(0, [], SimpleNamespace(config=config, trial_id="x"))
     assert seen == [{"seed": 101}]
-    run = tracker.client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
+    run = tracker.mlflow_client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
     assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
         "top_1",
         "top_1",
@@ -515,10 +515,10 @@ def test_objective_is_logged_first_and_groups_after_the_top_level(store):
     tracker.start_study({}, {})
     tracker.start_trial("t0", SEARCHED, CONFIG)
     tracker.log_metrics("t0", {"resumed_from_step": 0, "step_time_s": 0.5, "train_loss": 2.0, "eval_loss": 1.5}, step=3)
-    run = tracker.client.get_run(tracker.trial_runs()["t0"]["run_id"])
+    run = tracker.mlflow_client.get_run(tracker.trial_runs()["t0"]["run_id"])
     # MLflow's compare view plots the first metric the run lists: the store keeps the order logged.
     assert list(run.data.metrics) == ["eval_loss", "train_loss", "timing/step_time_s", "trial/resumed_from_step"]
-    assert tracker.client.get_run(tracker.parent_run_id).data.tags["qstudy.objective"] == "eval_loss"
+    assert tracker.mlflow_client.get_run(tracker.parent_run_id).data.tags["qstudy.objective"] == "eval_loss"
 
 
 def test_experiment_is_model_development_and_shares_the_study_view(store):
@@ -592,17 +592,17 @@ def test_the_readmes_filters_find_trials_by_their_dotted_params(store):
             {**CONFIG, "optimizer": {"lr": 3e-3, "quantum_weight": weight}},
         )
         tracker.log_metrics(trial_id, {"eval_loss": 1 + weight, "step_time_s": 0.1}, step=1)
-    found = tracker.client.search_runs(
+    found = tracker.mlflow_client.search_runs(
         [tracker.experiment_id],
         "tags.`qstudy.study` = 'smoke' and params.`optimizer.quantum_weight` = '0.5' and metrics.eval_loss < 9",
     )
     assert [r.data.tags["qstudy.trial_id"] for r in found] == ["trial_0001"]
-    found = tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" != '0.5'")
+    found = tracker.mlflow_client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" != '0.5'")
     assert [r.data.tags["qstudy.trial_id"] for r in found] == ["trial_0000"]
     with pytest.raises(MlflowException, match="Expected a quoted string value for parameter"):
-        tracker.client.search_runs([tracker.experiment_id], 'params."optimizer.quantum_weight" > 0.3')
+        tracker.mlflow_client.search_runs([tracker.experiment_id], 'params."optimizer.quantum_weight" > 0.3')
     with pytest.raises(MlflowException, match="Invalid comparator '>'"):
-        tracker.client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" > '0.3'")
+        tracker.mlflow_client.search_runs([tracker.experiment_id], "params.\"optimizer.quantum_weight\" > '0.3'")
     mlflow.set_tracking_uri(tracker.tracking_uri)
     try:
         runs = mlflow.search_runs(
@@ -615,3 +615,11 @@ def test_the_readmes_filters_find_trials_by_their_dotted_params(store):
     runs = runs[runs["params.optimizer.quantum_weight"].astype(float) > 0.3]
     assert list(runs["tags.qstudy.trial_id"]) == ["trial_0001"]
     assert list(runs["metrics.timing/step_time_s"]) == [0.1]
+
+
+def test_every_ended_trial_status_has_its_mlflow_run_status():
+    from qstudy.config import ENDED_STATUSES
+    from qstudy.tracking import TRIAL_STATUSES
+
+    assert set(TRIAL_STATUSES) == set(ENDED_STATUSES)
+    assert set(TRIAL_STATUSES.values()) <= {"FINISHED", "FAILED", "KILLED"}  # MLflow's terminal RunStatus names

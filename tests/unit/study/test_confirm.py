@@ -363,7 +363,7 @@ def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_pat
     assert "\nbest: " not in text
 
     tracker.finish_study(best, text, description=summary["description"])
-    parent = tracker.client.get_run(tracker.parent_run_id).data
+    parent = tracker.mlflow_client.get_run(tracker.parent_run_id).data
     # The parent run's description in the MLflow UI: both tables and the confirmed best, as markdown.
     md = parent.tags["mlflow.note.content"]
     assert md == summary["description"] and md.startswith("## Study `search`: min `eval_loss`")

@@ -118,12 +118,12 @@ def test_relogged_trials_are_logged_like_live_ones(tmp_path):
         "trial_0001": ("failed", "FAILED"),
     }
     assert runs["trial_0000"]["params"] == {"optimizer.lr": "0.5", "seed": "0"}  # each setting once, dotted
-    history = tracker.client.get_metric_history(runs["trial_0000"]["run_id"], "eval_loss")
+    history = tracker.mlflow_client.get_metric_history(runs["trial_0000"]["run_id"], "eval_loss")
     assert sorted((m.step, m.value) for m in history) == [(2, 3.0), (4, 2.0)]
-    assert len(tracker.client.get_metric_history(runs["trial_0000"]["run_id"], "train_loss")) == 4
-    tags = tracker.client.get_run(runs["trial_0000"]["run_id"]).data.tags
+    assert len(tracker.mlflow_client.get_metric_history(runs["trial_0000"]["run_id"], "train_loss")) == 4
+    tags = tracker.mlflow_client.get_run(runs["trial_0000"]["run_id"]).data.tags
     assert tags["qstudy.relogged_from"] == str(folder)
-    assert tracker.client.get_run(runs["trial_0001"]["run_id"]).data.tags["qstudy.error"] == "boom"
+    assert tracker.mlflow_client.get_run(runs["trial_0001"]["run_id"]).data.tags["qstudy.error"] == "boom"
     assert tracking.results["trial_0000"]["step"] == 4  # the summary's latest values
 
 
@@ -151,7 +151,7 @@ def test_a_relogged_comparison_trial_keeps_its_arm(tmp_path):
     tracker = StudyTracker(f"sqlite:///{tmp_path / 'mlruns.db'}", "s", "s")
     tracker.start_study({"study": "s"}, {})
     relog_trials(TrackingCallback(tracker, lambda values: {"optimizer": {"lr": 0.5}, "seed": 1}), records)
-    run = tracker.client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
+    run = tracker.mlflow_client.get_run(tracker.trial_runs()["trial_0001"]["run_id"])
     assert run.data.params["arm"] == "sgd" and run.data.tags["qstudy.arm"] == "sgd"
 
 
@@ -168,7 +168,7 @@ def test_a_relogged_confirm_trial_keeps_its_arm_and_phase(tmp_path):
     tracker = StudyTracker(f"sqlite:///{tmp_path / 'mlruns.db'}", "s", "s")
     tracker.start_study({"study": "s"}, {})
     relog_trials(TrackingCallback(tracker, lambda values: {"optimizer": {"lr": 0.5}, "seed": 101}), records)
-    run = tracker.client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
+    run = tracker.mlflow_client.get_run(tracker.trial_runs()["trial_0004"]["run_id"])
     assert (run.data.params["arm"], run.data.tags["qstudy.arm"], run.data.tags["qstudy.phase"]) == (
         "top_1",
         "top_1",
