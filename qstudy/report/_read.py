@@ -6,6 +6,8 @@ import dataclasses
 import json
 from typing import Any
 
+from qstudy.tracking import trial_name
+
 __all__ = ["CURVE_METRICS", "StudyRecord", "TrialRecord", "read_study"]
 
 # Per-step metrics the report reads as curves (those a trial logged).
@@ -79,7 +81,7 @@ def read_study(study, paths: dict[str, str], tracker) -> StudyRecord:
     runs = tracker.trial_runs()
     trials = []
     for t in sorted(optuna_study.get_trials(deepcopy=False), key=lambda t: t.number):
-        trial_id = f"trial_{t.number:04d}"
+        trial_id = trial_name(t.number)
         run = runs.get(trial_id, {})
         attrs = t.user_attrs
         values = {**t.params, **json.loads(attrs.get("qstudy.overrides", "{}"))}

@@ -19,6 +19,7 @@ import statistics
 from typing import Any
 
 from qstudy.config import CONTROL_ARM, TrialStatus
+from qstudy.tracking import trial_number
 
 __all__ = ["confirm_trials", "rank_confirmed", "select_confirm", "top_arms"]
 
@@ -57,7 +58,7 @@ def select_confirm(
         (tid, t) for tid, t in search.items() if t["status"] == TrialStatus.COMPLETED and _finite(t.get("value"))
     ]
     sign = 1 if mode == "min" else -1
-    completed.sort(key=lambda item: (sign * item[1]["value"], _number(item[0])))
+    completed.sort(key=lambda item: (sign * item[1]["value"], trial_number(item[0])))
     top: list[tuple[str, dict[str, Any]]] = []
     repeats = 0
     for tid, trial in completed:
@@ -154,10 +155,6 @@ def rank_confirmed(
 def _configuration(values: dict[str, Any]) -> str:
     """A configuration's identity: its values without the seed, as sorted JSON."""
     return json.dumps({k: v for k, v in values.items() if k != "seed"}, sort_keys=True, default=str)
-
-
-def _number(trial_id: str) -> int:
-    return int(trial_id.rsplit("_", 1)[1])
 
 
 def _finite(value) -> bool:

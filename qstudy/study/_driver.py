@@ -145,7 +145,7 @@ def _read_resume(study, searcher, tracker, paths) -> _Resume:
             finished trials whose Tune results cannot re-log them.
     """
     from qstudy.study._relog import check_runs_known, trial_records
-    from qstudy.study._searcher import trial_name
+    from qstudy.tracking import trial_name
 
     # Finished trials the MLflow store has no run of (it was deleted or replaced while
     # the Optuna study remained): read back and checked before the store is written.
@@ -293,7 +293,9 @@ def _build_tuner(study, searcher, paths, num_samples: int, scheduler, callbacks,
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from qstudy.study._searcher import TRIAL_ID_KEY
     from qstudy.study._trial_fn import run_study_trial
+    from qstudy.tracking import trial_run_name
 
     return tune.Tuner(
         tune.with_resources(run_study_trial, _TRIAL_DRIVER_RESOURCES),
@@ -312,8 +314,8 @@ def _build_tuner(study, searcher, paths, num_samples: int, scheduler, callbacks,
             mode=study.objective.mode,
             num_samples=num_samples,
             max_concurrent_trials=study.max_concurrent,
-            trial_name_creator=lambda t: f"{study.name}/{t.config.get('qstudy_trial_id', t.trial_id)}",
-            trial_dirname_creator=lambda t: str(t.config.get("qstudy_trial_id", t.trial_id)),
+            trial_name_creator=lambda t: trial_run_name(study.name, t.config.get(TRIAL_ID_KEY, t.trial_id)),
+            trial_dirname_creator=lambda t: str(t.config.get(TRIAL_ID_KEY, t.trial_id)),
         ),
         run_config=tune.RunConfig(
             # tune-<time>[-confirm]: sorted names stay chronological (qstudy.study._relog reads them so).
@@ -330,7 +332,7 @@ def _start_confirm(study, searcher, printer) -> dict[str, Any]:
     """Switches ``searcher`` to the confirm phase; returns its arms, picked and stored the
     first time (from the finished search), read back on every later run."""
     from qstudy.study._confirm import confirm_trials, select_confirm
-    from qstudy.study._searcher import trial_name
+    from qstudy.tracking import trial_name
 
     selection = searcher.confirm_selection()
     if selection is None:
@@ -454,7 +456,8 @@ def _trial_rows(trials, runs: dict[str, dict[str, Any]], results: dict[str, dict
         results: this driver's last Tune result of each trial it ran (newer than the store's).
         metric: the objective: Optuna's value of the trial, else its last reported one.
     """
-    from qstudy.study._searcher import ARM_ATTR, PHASE_ATTR, trial_name
+    from qstudy.study._searcher import ARM_ATTR, PHASE_ATTR
+    from qstudy.tracking import trial_name
 
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
@@ -515,8 +518,7 @@ def _description(
     trial table(s) linked to the trials' runs, the best trial or the confirmed best against
     the control, and where the rest of the study is. Links are relative to the UI, so
     they hold on any host and port."""
-    from qstudy.study._searcher import trial_name
-    from qstudy.tracking import run_page_url
+    from qstudy.tracking import run_page_url, trial_name
 
     metric = study.objective.metric
     links = tracker.ui_links("", view_key)

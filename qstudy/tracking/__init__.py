@@ -30,12 +30,13 @@ mlflow is imported inside the methods that need it: importing this package (for
 :func:`absolute_tracking_uri`, :func:`ui_command`) costs nothing.
 
 One concern a module: ``_uri`` (tracking URIs, the UI's address and links), ``_naming``
-(flattened params, metric names, MLflow's limits on a value), ``_store`` (batched writes,
+(trial ids and run names, short param titles, flattened params, metric names, MLflow's
+limits on a value), ``_store`` (batched writes,
 artifacts, paginated search), ``_study`` (:class:`StudyTracker`: parent and child runs,
 resume, de-duplication).
 """
 
-from qstudy.tracking._naming import mlflow_metric_name
+from qstudy.tracking._naming import mlflow_metric_name, short_names, trial_name, trial_number, trial_run_name
 from qstudy.tracking._store import TrackingError
 from qstudy.tracking._study import TRIAL_STATUSES, StudyTracker, study_links
 from qstudy.tracking._uri import (
@@ -58,7 +59,11 @@ __all__ = [
     "mlflow_metric_name",
     "run_page_url",
     "runs_page_url",
+    "short_names",
     "study_links",
+    "trial_name",
+    "trial_number",
+    "trial_run_name",
     "ui_base_url",
     "ui_command",
 ]

@@ -1,5 +1,7 @@
-"""Params and metrics as MLflow names them: a config flattened to dotted params, a
-worker's metric names grouped under prefixes, values cut to what MLflow keeps."""
+"""Names: a trial's id and run name (the same in Ray, Optuna, MLflow and the output
+folders), a param's short title in tables, and params and metrics as MLflow names them (a
+config flattened to dotted params, a worker's metric names grouped under prefixes, values
+cut to what MLflow keeps)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,29 @@ _BAD_NAME_CHARS = re.compile(r"[^/\w.\- ]")
 # worker keep the plain names; only the MLflow store uses these (mlflow_metric_name).
 _TIMING_NAMES = ("tokens_per_s",)
 _TRIAL_FACTS = ("resumed_from_step", "model_parameters", "aer_parity")
+
+
+def trial_name(number: int) -> str:
+    """A trial's id from its Optuna trial number: ``3`` -> ``trial_0003``."""
+    return f"trial_{number:04d}"
+
+
+def trial_number(trial_id: str) -> int:
+    """The Optuna trial number of a trial id (:func:`trial_name`'s inverse)."""
+    return int(trial_id.rsplit("_", 1)[1])
+
+
+def trial_run_name(study: str, trial_id: str) -> str:
+    """A trial's name in Ray Tune and its MLflow run's: ``{study}/{trial_id}``."""
+    return f"{study}/{trial_id}"
+
+
+def short_names(keys) -> dict[str, str]:
+    """Dotted key -> its last part where that is unique among ``keys``, else the key:
+    ``optimizer.lr`` is titled ``lr`` unless another key ends in ``.lr``."""
+    keys = list(keys)
+    lasts = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (last if lasts.count(last) == 1 else k) for k, last in zip(keys, lasts)}
 
 
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

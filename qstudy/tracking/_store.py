@@ -28,11 +28,11 @@ class TrackingError(QStudyError):
     """The tracking store cannot record the study as asked."""
 
 
-def search_runs(client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
+def search_runs(mlflow_client: MlflowClient, experiment_id: str, filter_string: str) -> Iterator[Run]:
     """Every active run of the experiment matching the filter, oldest first."""
     token = None
     while True:
-        page = client.search_runs(
+        page = mlflow_client.search_runs(
             [experiment_id],
             filter_string,
             order_by=["attributes.start_time ASC"],
@@ -45,7 +45,7 @@ def search_runs(client: MlflowClient, experiment_id: str, filter_string: str) ->
 
 
 def log_batch(
-    client: MlflowClient,
+    mlflow_client: MlflowClient,
     run_id: str,
     metrics: Mapping[str, float] | None = None,
     step: int = 0,
@@ -60,7 +60,7 @@ def log_batch(
     param_list = [Param(_name(k), _truncate(v, _MAX_PARAM_CHARS)) for k, v in (params or {}).items()]
     tag_list = [RunTag(k, _truncate(str(v), _MAX_TAG_CHARS)) for k, v in (tags or {}).items()]
     while metric_list or param_list or tag_list:
-        client.log_batch(
+        mlflow_client.log_batch(
             run_id,
             metrics=metric_list[:_MAX_METRICS_PER_BATCH],
             params=param_list[:_MAX_PARAMS_TAGS_PER_BATCH],
@@ -71,12 +71,12 @@ def log_batch(
         tag_list = tag_list[_MAX_PARAMS_TAGS_PER_BATCH:]
 
 
-def log_artifact(client: MlflowClient, run_id: str, name: str, content: str | bytes) -> None:
+def log_artifact(mlflow_client: MlflowClient, run_id: str, name: str, content: str | bytes) -> None:
     if isinstance(content, str):
-        client.log_text(run_id, content, name)
+        mlflow_client.log_text(run_id, content, name)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-        client.log_artifact(run_id, str(path), artifact_path=str(Path(name).parent) if "/" in name else None)
+        mlflow_client.log_artifact(run_id, str(path), artifact_path=str(Path(name).parent) if "/" in name else None)

@@ -20,6 +20,7 @@ from qstudy.tracking._naming import (
     _ordered,
     _prefixed,
     mlflow_metric_name,
+    trial_run_name,
 )
 from qstudy.tracking._store import TrackingError, log_artifact, log_batch, search_runs
 from qstudy.tracking._uri import _artifact_location, absolute_tracking_uri, compare_url, run_page_url, runs_page_url
@@ -284,7 +285,7 @@ class StudyTracker:
                     _TAG_STATUS: TrialStatus.RUNNING,
                     **arm_tags,
                 },
-                run_name=f"{self.study}/{trial_id}",
+                run_name=trial_run_name(self.study, trial_id),
             )
             run_id = self._trials[trial_id] = run.info.run_id
             self._last_steps[trial_id] = {}

@@ -1,10 +1,9 @@
 """StudyTracker against a real MLflow SQLite store (one store per module: creating the
-schema takes a second or two; each test gets its own experiment)."""
+schema takes a second or two; each test gets its own experiment): parent and child runs,
+resume, de-duplication, statuses, the run description and the UI's view and links."""
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,8 @@ from qstudy.tracking import (
     StudyTracker,
     TrackingError,
     absolute_tracking_uri,
-    is_server_uri,
-    mlflow_metric_name,
     study_links,
     ui_base_url,
-    ui_command,
 )
 
 CONFIG = {
@@ -344,53 +340,6 @@ def test_sqlite_artifacts_live_beside_the_database(new_tracker, store, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    ("uri", "expected"),
-    [
-        ("sqlite:///mlruns.db", "sqlite:////base/mlruns.db"),
-        ("sqlite:///runs/a b.db?timeout=20", "sqlite:////base/runs/a%20b.db?timeout=20"),
-        ("sqlite:////abs/mlruns.db", "sqlite:////abs/mlruns.db"),
-        ("sqlite:///:memory:", "sqlite:///:memory:"),
-        ("mlruns.db", "sqlite:////base/mlruns.db"),
-        ("mlruns", "file:///base/mlruns"),
-        ("file:./mlruns", "file:///base/mlruns"),
-        ("file:///abs/mlruns", "file:///abs/mlruns"),
-        ("http://head-node:5000", "http://head-node:5000"),
-        ("postgresql://u@db/mlflow", "postgresql://u@db/mlflow"),
-    ],
-)
-def test_absolute_tracking_uri(uri, expected):
-    assert absolute_tracking_uri(uri, base_dir="/base") == expected
-
-
-def test_absolute_tracking_uri_defaults_to_cwd_and_refuses_empty(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert absolute_tracking_uri("sqlite:///mlruns.db") == f"sqlite:///{tmp_path}/mlruns.db"
-    with pytest.raises(
-        TrackingError, match="tracking URI must name a store, e.g. sqlite:///mlruns.db, got an empty string"
-    ):
-        absolute_tracking_uri("")
-
-
-def test_ui_command(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert ui_command("sqlite:///mlruns.db", port=5051) == [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", f"sqlite:///{tmp_path}/mlruns.db",
-        "--host", "127.0.0.1", "--port", "5051", "--workers", "1",
-    ]  # fmt: skip
-    assert is_server_uri("http://head:5000") and is_server_uri("https://mlflow.example")
-    assert not is_server_uri("sqlite:///mlruns.db") and not is_server_uri("mlruns")
-    with pytest.raises(TrackingError, match=r"http://head:5000 is a tracking server: open it in a browser"):
-        ui_command("http://head:5000")
-
-
-def test_import_does_not_import_mlflow():
-    code = "import sys, qstudy.tracking; print('mlflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
-
-
 def test_string_results_become_trial_tags_once(new_tracker):
     """The driver's TrackingCallback puts a trial's ``worker_nodes`` on its run as the tag
     ``qstudy.worker_nodes``, writing again only when it changes (a restart on new nodes)."""
@@ -482,32 +431,6 @@ def test_a_confirm_trial_carries_its_arm_and_phase(new_tracker):
         "confirm",
     )
     assert "phase" not in run.data.params
-
-
-@pytest.mark.parametrize(
-    "key, name",
-    [
-        ("eval_loss", "eval_loss"),
-        ("train_loss", "train_loss"),
-        ("mean_train_loss", "mean_train_loss"),
-        ("lr", "lr"),
-        ("initial_eval_loss", "initial_eval_loss"),
-        ("perturbation_to_adam_ratio", "perturbation_to_adam_ratio"),
-        ("step_time_s", "timing/step_time_s"),
-        ("tokens_per_s", "timing/tokens_per_s"),
-        ("train_time_s", "timing/train_time_s"),
-        ("startup_imports_s", "timing/startup_imports_s"),
-        ("optimizer_time_share", "timing/optimizer_time_share"),
-        ("quantum_attention_forward_time_share", "timing/quantum_attention_forward_time_share"),
-        ("gpu_max_memory_allocated_gib", "system/gpu_max_memory_allocated_gib"),
-        ("resumed_from_step", "trial/resumed_from_step"),
-        ("model_parameters", "trial/model_parameters"),
-        ("aer_parity", "trial/aer_parity"),
-        ("timing/control/step_s", "timing/control/step_s"),
-    ],
-)
-def test_mlflow_metric_names_group_cost_figures(key, name):
-    assert mlflow_metric_name(key) == name
 
 
 def test_objective_is_logged_first_and_groups_after_the_top_level(store):
@@ -623,3 +546,12 @@ def test_every_ended_trial_status_has_its_mlflow_run_status():
 
     assert set(TRIAL_STATUSES) == set(ENDED_STATUSES)
     assert set(TRIAL_STATUSES.values()) <= {"FINISHED", "FAILED", "KILLED"}  # MLflow's terminal RunStatus names
+
+
+def test_a_trial_run_is_named_as_tune_names_the_trial(new_tracker):
+    from qstudy.tracking import trial_name, trial_run_name
+
+    tracker = new_tracker()
+    tracker.start_study({}, {})
+    run_id = tracker.start_trial(trial_name(4), SEARCHED, CONFIG)
+    assert tracker.mlflow_client.get_run(run_id).info.run_name == trial_run_name(tracker.study, trial_name(4))
