@@ -10,17 +10,12 @@ from ray.tune import Callback
 
 from qstudy.config import TrialStatus
 from qstudy.study._searcher import ARM_KEY, PHASE_KEY, QSTUDY_KEYS, TRIAL_ID_KEY, status_of
+from qstudy.tracking import short_names
 
-__all__ = ["TrackingCallback", "ProgressCallback", "short_names"]
+__all__ = ["TrackingCallback", "ProgressCallback", "format_table", "tune_status"]
 
 # String results kept on the trial's MLflow run as tags (metrics are numbers only).
 _RESULT_TAGS = {"worker_nodes": "qstudy.worker_nodes"}
-
-
-def short_names(keys) -> dict[str, str]:
-    """Dotted key -> its last part where that is unique among ``keys``, else the key."""
-    lasts = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (last if lasts.count(last) == 1 else k) for k, last in zip(keys, lasts)}
 
 
 def _trial_id(trial) -> str:
@@ -147,18 +142,23 @@ class ProgressCallback(Callback):
         self.printer(format_table(rows, self.metric, self.columns, header=header))
 
 
+def tune_status(tune_state: str, last_result: dict | None) -> str:
+    """A trial's status from Tune's state of it (PENDING, RUNNING, PAUSED, TERMINATED,
+    ERROR): an ended trial (TERMINATED) has the status its last result says
+    (:func:`status_of`), an ERROR one failed; a trial not ended yet is shown as Tune
+    names it, lower-cased (``pending``, ``running``, ``paused``)."""
+    if tune_state == "TERMINATED":
+        return status_of(last_result, error=False)
+    if tune_state == "ERROR":
+        return TrialStatus.FAILED
+    return tune_state.lower()
+
+
 def _row(trial, metric: str, columns: list[str]) -> dict[str, Any]:
     result = trial.last_result or {}
-    status = trial.status  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
-    if status == "TERMINATED":
-        status = status_of(result, error=False)
-    elif status == "ERROR":
-        status = TrialStatus.FAILED
-    else:
-        status = status.lower()  # not yet ended: shown as Tune names it
     return {
         "trial": _trial_id(trial),
-        "status": status,
+        "status": tune_status(trial.status, result),
         **{k: trial.config.get(k) for k in columns},
         **({"arm": trial.config[ARM_KEY]} if ARM_KEY in trial.config else {}),
         "step": result.get("step"),

@@ -31,10 +31,12 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from qstudy.config import TrialStatus
+from qstudy.tracking import trial_name
 
 __all__ = [
     "StudySearcher",
-    "trial_name",
+    "OPTUNA_STATES",
+    "OPTUNA_STATUSES",
     "ARM_ATTR",
     "ARM_KEY",
     "CONFIRM_ATTR",
@@ -55,12 +57,19 @@ PHASE_ATTR = "qstudy.phase"  # trial user attr: "confirm" for a confirm trial, a
 CONFIRM_PHASE = "confirm"
 CONFIRM_ATTR = "qstudy.confirm"  # study user attr: the confirm phase's arms, as JSON
 _STATUS_ATTR = "qstudy.status"
+# How a trial's status reaches Optuna (TrialState names; optuna is imported where it is
+# used): the sampler learns from a COMPLETE trial's value, so a completed trial without a
+# finite objective is told FAIL, as a diverged or failed one is. A trial told by Optuna
+# alone (no qstudy.status attribute) reads back as OPTUNA_STATUSES names its state.
+OPTUNA_STATES = {
+    TrialStatus.COMPLETED: "COMPLETE",
+    TrialStatus.PRUNED: "PRUNED",
+    TrialStatus.DIVERGED: "FAIL",
+    TrialStatus.FAILED: "FAIL",
+}
+OPTUNA_STATUSES = {"COMPLETE": TrialStatus.COMPLETED, "PRUNED": TrialStatus.PRUNED, "FAIL": TrialStatus.FAILED}
 _BASELINE_ATTR = "qstudy.baseline"
 _OVERRIDES_ATTR = "qstudy.overrides"
-
-
-def trial_name(number: int) -> str:
-    return f"trial_{number:04d}"
 
 
 class StudySearcher(Searcher):
@@ -138,17 +147,10 @@ class StudySearcher(Searcher):
     # ------------------------------------------------------------------ counts
     def finished_statuses(self) -> dict[str, str]:
         """Trial id -> qstudy status of every trial Optuna has a final state for."""
-        import optuna
-
-        fallback = {
-            optuna.trial.TrialState.COMPLETE: TrialStatus.COMPLETED,
-            optuna.trial.TrialState.PRUNED: TrialStatus.PRUNED,
-            optuna.trial.TrialState.FAIL: TrialStatus.FAILED,
-        }
         return {
-            trial_name(t.number): t.user_attrs.get(_STATUS_ATTR, fallback[t.state])
+            trial_name(t.number): t.user_attrs.get(_STATUS_ATTR, OPTUNA_STATUSES[t.state.name])
             for t in self.study.get_trials(deepcopy=False)
-            if t.state in fallback
+            if t.state.name in OPTUNA_STATUSES
         }
 
     def finished_trials(self) -> dict[str, dict[str, Any]]:
@@ -174,10 +176,8 @@ class StudySearcher(Searcher):
     def remaining(self) -> int:
         """Trials of the current phase still to run: unfinished ones to re-run plus fresh
         ones to sample (the search) or to run (the confirm phase)."""
-        import optuna
-
-        done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-        return max(0, self._phase_size() - sum(t.state in done for t in self._phase_trials()))
+        done = sum(t.state.name in OPTUNA_STATUSES for t in self._phase_trials())
+        return max(0, self._phase_size() - done)
 
     # ------------------------------------------------------------------ Tune API
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -242,12 +242,11 @@ class StudySearcher(Searcher):
         internal_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
         storage.set_trial_user_attr(internal_id, _STATUS_ATTR, status)
         value = (result or {}).get(self.metric)
-        if status == TrialStatus.COMPLETED and _finite(value):
+        state = OPTUNA_STATES[status] if status != TrialStatus.COMPLETED or _finite(value) else "FAIL"
+        if state == "COMPLETE":
             self._tell(number, values=float(value))
-        elif status == TrialStatus.PRUNED:
-            self._tell(number, state=TrialState.PRUNED)
         else:
-            self._tell(number, state=TrialState.FAIL)
+            self._tell(number, state=TrialState[state])
 
     def _tell(self, number: int, **outcome) -> None:
         import optuna

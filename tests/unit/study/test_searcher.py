@@ -118,23 +118,34 @@ def test_a_search_study_still_enqueues_its_baselines_first(tmp_path):
     assert searcher.study.get_trials()[0].user_attrs["qstudy.baseline"] == 0
 
 
-# How each way a trial can end reaches Optuna: Tune's last result (or its error) -> the
-# qstudy status the study records -> the Optuna state the sampler learns from.
+# How each way a trial can end reaches Optuna and MLflow: Tune's last result (or its
+# error) -> the qstudy status the study records -> the Optuna state the sampler learns
+# from, and the status the trial's MLflow run ends with.
 OUTCOMES = [
-    # (Tune's last result, error, qstudy status, Optuna state, objective value)
-    ({"eval_loss": 1.5, "step": 6, "status": "completed"}, False, "completed", "COMPLETE", 1.5),
-    ({"eval_loss": float("nan"), "step": 6, "status": "completed"}, False, "completed", "FAIL", None),
-    ({"eval_loss": 1.9, "step": 3, "status": "running"}, False, "pruned", "PRUNED", None),  # ASHA stopped it
-    ({"train_loss": float("nan"), "step": 2, "status": "diverged"}, False, "diverged", "FAIL", None),
-    ({"eval_loss": 1.9, "step": 3, "status": "running"}, True, "failed", "FAIL", None),  # the worker raised
-    (None, False, "failed", "FAIL", None),  # ended without a single report
+    # (Tune's last result, error, qstudy status, Optuna state, objective value, MLflow run status)
+    ({"eval_loss": 1.5, "step": 6, "status": "completed"}, False, "completed", "COMPLETE", 1.5, "FINISHED"),
+    ({"eval_loss": float("nan"), "step": 6, "status": "completed"}, False, "completed", "FAIL", None, "FINISHED"),
+    (
+        {"eval_loss": 1.9, "step": 3, "status": "running"},
+        False,
+        "pruned",
+        "PRUNED",
+        None,
+        "FINISHED",
+    ),  # ASHA stopped it
+    ({"train_loss": float("nan"), "step": 2, "status": "diverged"}, False, "diverged", "FAIL", None, "FINISHED"),
+    ({"eval_loss": 1.9, "step": 3, "status": "running"}, True, "failed", "FAIL", None, "FAILED"),  # the worker raised
+    (None, False, "failed", "FAIL", None, "FAILED"),  # ended without a single report
 ]
 
 
-@pytest.mark.parametrize("result,error,status,state,value", OUTCOMES)
-def test_each_trial_outcome_is_one_status_and_one_optuna_state(make_searcher, result, error, status, state, value):
+@pytest.mark.parametrize("result,error,status,state,value,run_status", OUTCOMES)
+def test_each_trial_outcome_is_one_status_one_optuna_state_and_one_mlflow_status(
+    make_searcher, result, error, status, state, value, run_status
+):
     from qstudy.config import TrialStatus
-    from qstudy.study._searcher import status_of
+    from qstudy.study._searcher import OPTUNA_STATES, status_of
+    from qstudy.tracking import TRIAL_STATUSES
 
     assert status_of(result, error) == status
     assert isinstance(status_of(result, error), TrialStatus)
@@ -147,6 +158,47 @@ def test_each_trial_outcome_is_one_status_and_one_optuna_state(make_searcher, re
     assert trial.value == value
     assert searcher.finished_statuses() == {"trial_0000": status}
     assert searcher.finished_trials()["trial_0000"]["status"] == status
+    assert TRIAL_STATUSES[status] == run_status  # what StudyTracker.end_trial sets on the run
+    assert OPTUNA_STATES[status] == state or (status == "completed" and value is None)  # no objective: FAIL
+
+
+@pytest.mark.parametrize(
+    "tune_state,last_result,shown",
+    [
+        ("TERMINATED", {"eval_loss": 1.5, "step": 6, "status": "completed"}, "completed"),
+        ("TERMINATED", {"eval_loss": 1.9, "step": 3, "status": "running"}, "pruned"),
+        ("TERMINATED", {"train_loss": float("nan"), "step": 2, "status": "diverged"}, "diverged"),
+        ("TERMINATED", {}, "failed"),  # ended without a report
+        ("ERROR", {"eval_loss": 1.9, "step": 3, "status": "running"}, "failed"),
+        ("RUNNING", {"eval_loss": 1.9, "step": 3, "status": "running"}, "running"),
+        ("PENDING", {}, "pending"),
+        ("PAUSED", {"step": 3}, "paused"),
+    ],
+)
+def test_tunes_trial_state_shows_as_the_status_the_study_records(tune_state, last_result, shown):
+    from qstudy.study._callbacks import tune_status
+
+    assert tune_status(tune_state, last_result) == shown
+
+
+def test_the_trial_id_the_searcher_hands_tune_is_the_one_tracking_names_runs_by(make_searcher):
+    from qstudy.tracking import trial_name, trial_number
+
+    searcher = make_searcher()
+    ids = [searcher.suggest(f"tune_{i}")[TRIAL_ID_KEY] for i in range(3)]
+    assert ids == [trial_name(n) for n in range(3)] == ["trial_0000", "trial_0001", "trial_0002"]
+    assert [trial_number(i) for i in ids] == [t.number for t in searcher.study.get_trials()]
+
+
+def test_the_trial_tables_title_each_column_by_its_short_name():
+    from qstudy.study._callbacks import format_table
+    from qstudy.tracking import short_names
+
+    columns = ["optimizer.lr", "scheduler.lr", "quantum.n_qubits"]
+    rows = [{"trial": "trial_0000", "status": "completed", "optimizer.lr": 0.1, "eval_loss": 1.0}]
+    header = format_table(rows, "eval_loss", columns).splitlines()[0].split()
+    assert header == ["trial", "status", *short_names(columns).values(), "step", "eval_loss", "elapsed_s"]
+    assert header[2:5] == ["optimizer.lr", "scheduler.lr", "n_qubits"]
 
 
 def test_a_trial_without_a_recorded_status_takes_its_optuna_state(make_searcher):
