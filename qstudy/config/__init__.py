@@ -14,7 +14,7 @@ from qstudy.config._sections import (
     TrackingConfig,
 )
 from qstudy.config._space import ParamSpec
-from qstudy.config._status import ENDED_STATUSES, TrialStatus
+from qstudy.config._status import ENDED_STATUSES, OPTUNA_STATUSES, TrialStatus
 from qstudy.config._study import StudyConfig, is_study_file, load_study_config
 from qstudy.config._trial import (
     DEEPSPEED_PRESETS,
@@ -33,6 +33,7 @@ from qstudy.config._trial import (
 
 __all__ = [
     "ENDED_STATUSES",
+    "OPTUNA_STATUSES",
     "TrialStatus",
     "CLAIM_MEASURES",
     "CONTROL_ARM",

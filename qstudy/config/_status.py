@@ -10,7 +10,7 @@ values written to MLflow tags, Optuna user attributes and JSON stay the plain wo
 
 from enum import StrEnum
 
-__all__ = ["ENDED_STATUSES", "TrialStatus"]
+__all__ = ["ENDED_STATUSES", "OPTUNA_STATUSES", "TrialStatus"]
 
 
 class TrialStatus(StrEnum):
@@ -23,3 +23,7 @@ class TrialStatus(StrEnum):
 
 
 ENDED_STATUSES = tuple(status for status in TrialStatus if status is not TrialStatus.RUNNING)
+
+# An Optuna trial's final state (``TrialState.name``) -> the status it stands for, where
+# qstudy recorded none (a trial told by Optuna alone). By name, so config needs no optuna.
+OPTUNA_STATUSES = {"COMPLETE": TrialStatus.COMPLETED, "PRUNED": TrialStatus.PRUNED, "FAIL": TrialStatus.FAILED}

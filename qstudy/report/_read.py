@@ -6,6 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
+from qstudy.config import OPTUNA_STATUSES
 from qstudy.tracking import trial_name
 
 __all__ = ["CURVE_METRICS", "StudyRecord", "TrialRecord", "read_study"]
@@ -87,7 +88,7 @@ def read_study(study, paths: dict[str, str], tracker) -> StudyRecord:
         values = {**t.params, **json.loads(attrs.get("qstudy.overrides", "{}"))}
         arm = attrs.get(_ARM_ATTR)
         phase = attrs.get(_PHASE_ATTR) or ("comparison" if arm is not None else "search")
-        status = run.get("status") or attrs.get(_STATUS_ATTR) or t.state.name.lower()
+        status = run.get("status") or attrs.get(_STATUS_ATTR) or OPTUNA_STATUSES.get(t.state.name, t.state.name.lower())
         seed = values.get("seed", run.get("params", {}).get("seed"))
         curves = {}
         if run:

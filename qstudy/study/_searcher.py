@@ -30,13 +30,12 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from qstudy.config import TrialStatus
+from qstudy.config import OPTUNA_STATUSES, TrialStatus
 from qstudy.tracking import trial_name
 
 __all__ = [
     "StudySearcher",
     "OPTUNA_STATES",
-    "OPTUNA_STATUSES",
     "ARM_ATTR",
     "ARM_KEY",
     "CONFIRM_ATTR",
@@ -67,7 +66,6 @@ OPTUNA_STATES = {
     TrialStatus.DIVERGED: "FAIL",
     TrialStatus.FAILED: "FAIL",
 }
-OPTUNA_STATUSES = {"COMPLETE": TrialStatus.COMPLETED, "PRUNED": TrialStatus.PRUNED, "FAIL": TrialStatus.FAILED}
 _BASELINE_ATTR = "qstudy.baseline"
 _OVERRIDES_ATTR = "qstudy.overrides"
 

@@ -212,3 +212,10 @@ def test_a_trial_without_a_recorded_status_takes_its_optuna_state(make_searcher)
         "trial_0001": "pruned",
         "trial_0002": "failed",
     }
+
+
+def test_every_finished_optuna_state_reads_back_as_a_trial_status():
+    from qstudy.config import OPTUNA_STATUSES, TrialStatus
+
+    assert set(OPTUNA_STATUSES) == {state.name for state in optuna.trial.TrialState if state.is_finished()}
+    assert all(isinstance(status, TrialStatus) for status in OPTUNA_STATUSES.values())
