@@ -30,6 +30,11 @@ def _params(total: int, flat: bool) -> list[torch.nn.Parameter]:
         if left > 0:
             sizes.append(min(1024, left))
             left -= sizes[-1]
+    return params_of_sizes(sizes)
+
+
+def params_of_sizes(sizes: list[int]) -> list[torch.nn.Parameter]:
+    """1-D parameters of these sizes, initialised like a model's, each with a gradient."""
     params = [torch.nn.Parameter(torch.randn(n) * 0.02) for n in sizes]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
@@ -57,25 +62,39 @@ def _contenders(params, include_circuit: bool):
 def bench(total: int, flat: bool, reps: int, warmup: int, include_circuit: bool, circuit_reps: int) -> None:
     params = _params(total, flat)
     contenders = _contenders(params, include_circuit)
-    times = {name: [] for name in contenders}
-    for opt in contenders.values():  # warm-up: state allocation, compilation
-        for _ in range(warmup):
-            opt.step()
-    for rep in range(reps):
-        for name, opt in contenders.items():
-            if name.startswith("circuit") and rep >= circuit_reps:
-                continue
-            start = time.perf_counter()
-            opt.step()
-            times[name].append(time.perf_counter() - start)
+    rounds = {name: circuit_reps for name in contenders if name.startswith("circuit")}
+    times = step_times(contenders, reps, warmup, rounds)
     base = statistics.median(times["fused AdamW (torch)"])
     layout = "one flat tensor (as under ZeRO)" if flat else f"{len(params)} tensors"
     print(f"\n{total / 1e6:.0f}M parameters, {layout}, {reps} interleaved rounds")
     print(f"{'contender':32s} {'median ms':>10s} {'IQR ms':>16s} {'ratio':>7s}")
     for name, ts in times.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-        med = statistics.median(ts)
-        print(f"{name:32s} {med * 1e3:10.1f} {q[0] * 1e3:7.1f}-{q[2] * 1e3:<8.1f} {med / base:7.2f}x")
+        q1, med, q3 = quartiles(ts)
+        print(f"{name:32s} {med * 1e3:10.1f} {q1 * 1e3:7.1f}-{q3 * 1e3:<8.1f} {med / base:7.2f}x")
+
+
+def step_times(contenders, reps: int, warmup: int, rounds: dict[str, int] | None = None) -> dict[str, list[float]]:
+    """Seconds of each optimizer's ``step()``, interleaved round by round after ``warmup``
+    untimed steps each (state allocation, compilation); ``rounds`` caps some at fewer rounds."""
+    rounds = rounds or {}
+    times = {name: [] for name in contenders}
+    for opt in contenders.values():
+        for _ in range(warmup):
+            opt.step()
+    for rep in range(reps):
+        for name, opt in contenders.items():
+            if rep >= rounds.get(name, reps):
+                continue
+            start = time.perf_counter()
+            opt.step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def quartiles(ts: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile)."""
+    q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+    return q[0], statistics.median(ts), q[2]
 
 
 def main() -> None:

@@ -82,6 +82,12 @@ class SuperpositionalAdamW(torch.optim.Optimizer):
         compile_step: compile the ``sin``/``all`` step into one pass, and let the
             ``circuit`` response use its compiled kernel on large tensors (default: True;
             each falls back to its eager path, with a warning, where compiling fails).
+            The compile costs a fresh process seconds on its first step (4-9 s with a
+            warm inductor cache, 15-50 s cold, on CPU); each later step saves a few ns
+            per element (``sin``) or a few hundred (``circuit``). So it pays off only when
+            ``steps × elements × saving`` exceeds that compile:
+            :func:`qstudy.optim.compile_pays_off` says when (trials call it), from the
+            measurements in benchmarks/RESULTS.md.
     """
 
     def __init__(

@@ -145,12 +145,12 @@ class TrialRun:
         ``engine.optimizer``, the wrapper DeepSpeed steps)."""
         import deepspeed
 
-        from qstudy.optim import SuperpositionalAdamW, bind_deepspeed
+        from qstudy.optim import SuperpositionalAdamW, bind_deepspeed, compile_pays_off
 
-        optimizer = SuperpositionalAdamW(
-            [p for p in model.parameters() if p.requires_grad],
-            **self.trial.optimizer.optimizer_kwargs(),
-        )
+        params, kwargs = [p for p in model.parameters() if p.requires_grad], self.trial.optimizer.optimizer_kwargs()
+        numel = sum(int(getattr(p, "ds_numel", p.numel())) for p in params)  # ZeRO-3 leaves p.numel() == 0
+        compile_step = compile_pays_off(numel, self.trial.train.max_steps, **kwargs)  # a tiny trial: eager
+        optimizer = SuperpositionalAdamW(params, **kwargs, compile_step=compile_step)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, config=ds_config, dist_init_required=False
         )
