@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from qstudy.quantum._circuits import cnot_ring_pairs
+from qstudy.quantum._qiskit_thread import on_qiskit_thread
 from qstudy.quantum._statevector import apply_cnot_ring, apply_single_qubit
 
 __all__ = ["MAX_QUBITS", "SIMULATORS", "attention_circuit", "check_angles", "check_circuit_size"]
@@ -123,7 +124,8 @@ def _aer_template(n_qubits: int, depth: int):
 
 
 def _aer_amplitude_sums(s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Σ_k ψ_k / 2^{n/2} for K bound points, simulated by Aer in one batched run.
+    """Σ_k ψ_k / 2^{n/2} for K bound points, simulated by Aer in one batched run (on the
+    process's Qiskit thread: ``qstudy.quantum._qiskit_thread``).
 
     Args:
         s: [K] scores. a, b: [K, depth, n_qubits] angles, one set per point.
@@ -131,6 +133,10 @@ def _aer_amplitude_sums(s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarr
     Returns:
         complex128 [K].
     """
+    return on_qiskit_thread(_simulate_amplitude_sums, s, a, b)
+
+
+def _simulate_amplitude_sums(s: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     depth, n_qubits = a.shape[1:]
     simulator, circuit, by_name = _aer_template(n_qubits, depth)
     binds = {by_name["s"]: s.tolist()}
