@@ -115,6 +115,15 @@ class StudyConfig(ConfigModel):
         names = [CONTROL_ARM, *(name for name in self.arms if name != CONTROL_ARM)]
         return [(name, seed, {**self.arms[name], "seed": seed}) for seed in self.seeds for name in names]
 
+    def overridden_keys(self) -> set[str]:
+        """Every dotted trial key a trial of the study may set apart from ``trial``: the
+        searched keys and those of the baselines and arms (a confirm phase re-runs searched
+        configurations)."""
+        keys = set(self.space)
+        for overrides in [*self.baselines, *self.arms.values()]:
+            keys.update(overrides)
+        return keys
+
     @property
     def confirm_trial_count(self) -> int:
         """Trials the confirm phase runs at most: the top_k and the control on each seed

@@ -143,7 +143,18 @@ class ResourcesConfig(ConfigModel):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel ranks) per trial")
     use_gpu: bool = Field(False, description="one GPU per worker")
     cpus_per_worker: float = Field(1, gt=0, description="CPUs reserved per worker")
-    max_failures: int = Field(1, ge=0, description="worker-group restarts from the last checkpoint")
+    max_failures: int = Field(
+        1,
+        ge=0,
+        description="restarts from the last checkpoint: of the worker group, or (a one-worker trial trained "
+        "in its Tune trial's process) Tune's retries of the trial",
+    )
+    single_worker: Literal["in_trial", "worker_group"] = Field(
+        "in_trial",
+        description="where a study's one-worker trial trains: in its Tune trial's process (in_trial: "
+        "~1 s to the first step once the process has run a trial) or in a Ray Train worker group of "
+        "its own (worker_group: ~11 s); trials of several workers always get a worker group",
+    )
 
 
 class TrialConfig(ConfigModel):

@@ -14,12 +14,6 @@ from qstudy.tracking import absolute_tracking_uri
 
 __all__ = ["run_study", "study_paths"]
 
-# A trial's driver (the Tune function that runs its TorchTrainer) reserves no CPU: its
-# workers reserve theirs in their own placement group. Tune refuses a bundle of {"CPU": 0}
-# alone ("empty head and zero worker bundles"); a token of memory makes it non-empty and
-# needs no custom resource on the cluster.
-_TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 1024**2}
-
 
 def study_paths(study, base_dir: str | Path | None = None) -> dict[str, str]:
     """Absolute paths of a study's output: Ray storage, Optuna storage, MLflow URI."""
@@ -288,17 +282,27 @@ def _fit(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix:
 
 
 def _build_tuner(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix: str = ""):
-    """The ``tune.Tuner`` of one phase: each trial a :func:`run_study_trial` that runs its
-    TorchTrainer, at most ``max_concurrent`` at once, named ``{study}/{trial id}``."""
+    """The ``tune.Tuner`` of one phase: each trial a :func:`run_study_trial` (its
+    TorchTrainer, or a one-worker trial in the trial's process), at most ``max_concurrent``
+    at once, named ``{study}/{trial id}``."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
     from qstudy.study._searcher import TRIAL_ID_KEY
-    from qstudy.study._trial_fn import run_study_trial
+    from qstudy.study._trial_fn import run_study_trial, trial_resources
     from qstudy.tracking import trial_run_name
+    from qstudy.train import runs_in_trial_process
 
+    in_trial = runs_in_trial_process(study.trial, paths["storage_path"]) and not any(
+        key.startswith("resources.") for key in study.overridden_keys()
+    )
+    retries = study.trial_retries
+    if in_trial:
+        # No worker group to restart: Tune's retries (from the trial's newest checkpoint) stand
+        # in for resources.max_failures, as many attempts as a TorchTrainer trial would get.
+        retries = (retries + 1) * (study.trial.resources.max_failures + 1) - 1
     return tune.Tuner(
-        tune.with_resources(run_study_trial, _TRIAL_DRIVER_RESOURCES),
+        tune.with_resources(run_study_trial, trial_resources),
         param_space={
             "qstudy": {
                 "name": study.name,
@@ -316,13 +320,18 @@ def _build_tuner(study, searcher, paths, num_samples: int, scheduler, callbacks,
             max_concurrent_trials=study.max_concurrent,
             trial_name_creator=lambda t: trial_run_name(study.name, t.config.get(TRIAL_ID_KEY, t.trial_id)),
             trial_dirname_creator=lambda t: str(t.config.get(TRIAL_ID_KEY, t.trial_id)),
+            # A trial trained in its Tune trial's process leaves that process warm (imports,
+            # compiled kernels) for the next: reused, a trial reaches its first step in about
+            # a second. Only where every trial trains so: a TorchTrainer's driver is not
+            # reused (Ray Train keeps per-run state in the Tune session).
+            reuse_actors=in_trial,
         ),
         run_config=tune.RunConfig(
             # tune-<time>[-confirm]: sorted names stay chronological (qstudy.study._relog reads them so).
             name=f"tune-{datetime.datetime.now():%Y%m%d-%H%M%S}{suffix}",
             storage_path=str(Path(paths["output"]) / "tune"),
             callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=study.trial_retries),
+            failure_config=tune.FailureConfig(max_failures=retries),
             verbose=0,
         ),
     )

@@ -1,5 +1,5 @@
-"""A trial's checkpoints: what a worker writes through ``ray.train.report`` and reads back
-when Ray restarts or a study re-runs the trial.
+"""A trial's checkpoints: what a worker writes and reports through its session
+(``qstudy.train._session``) and reads back when it is restarted or a study re-runs the trial.
 
 Two kinds, told apart by their files:
 
@@ -12,16 +12,14 @@ Two kinds, told apart by their files:
   ``train.checkpoint_every_steps`` 0). A run's ``Result.metrics`` are those of its last
   checkpoint, so such a trial still ends with its result, and a re-run hands it on.
 
-Runs inside Ray Train workers: ray and deepspeed are imported by the functions that use them.
+Runs in the process that trains; the session owns where checkpoints go.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any
 
 import torch
@@ -85,28 +83,26 @@ def load_checkpoint(engine, checkpoint, rank: int) -> TrainingState:
     return TrainingState.from_client_state(client_state)
 
 
-def report_checkpoint(engine, state: TrainingState, rank: int, metrics: dict[str, Any]) -> None:
+def report_checkpoint(session, engine, state: TrainingState, metrics: dict[str, Any]) -> None:
     """Reports ``metrics`` with a DeepSpeed checkpoint of every rank's shard at ``state.step``.
 
-    Every rank calls it: each writes its shards and its RNG state into the step's folder.
+    Every rank calls it: each writes its shards and its RNG state into the step's folder
+    (``session.checkpoint_directory``, ``qstudy.train._session``).
     """
-    with _checkpoint_directory(state.step) as (directory, report):
+    with session.checkpoint_directory(state.step) as (directory, report):
         engine.save_checkpoint(directory, tag=CHECKPOINT_TAG, client_state=state.client_state())
-        torch.save(_rng_state(), os.path.join(directory, _RNG_STATE.format(rank=rank)))
+        torch.save(_rng_state(), os.path.join(directory, _RNG_STATE.format(rank=session.rank)))
         report(metrics)
 
 
-def report_final_status(metrics: dict[str, Any], rank: int) -> None:
+def report_final_status(session, metrics: dict[str, Any]) -> None:
     """Reports the final metrics with a status-only checkpoint holding only them
     (:data:`FINAL_STATUS`, written by rank 0)."""
-    import ray.train
-    from ray.train import Checkpoint
-
-    with tempfile.TemporaryDirectory(prefix="qstudy-final-") as directory:
-        if rank == 0:
+    with session.status_directory() as (directory, report):
+        if session.rank == 0:
             with open(os.path.join(directory, FINAL_STATUS), "w") as f:
                 json.dump(metrics, f)
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory))
+        report(metrics)
 
 
 def ended_metrics(checkpoint) -> dict[str, Any] | None:
@@ -119,45 +115,6 @@ def ended_metrics(checkpoint) -> dict[str, Any] | None:
             return None
         with open(path) as f:
             return json.load(f)
-
-
-@contextlib.contextmanager
-def _checkpoint_directory(step: int):
-    """Yields the folder the ranks write a checkpoint into, and the function that reports it.
-
-    On a local or shared file system the checkpoint is written straight into the run's
-    storage folder and reported in place (``CheckpointUploadMode.NO_UPLOAD``): staged in
-    the node's ``/tmp`` first, it would need a second copy there (~1 TB at 70B) and a
-    copy of every byte. Every rank writes its shards into the same folder, named by the
-    step, so the ranks agree on it by construction.
-    """
-    import ray.train
-    from pyarrow.fs import LocalFileSystem
-    from ray.train import Checkpoint, CheckpointUploadMode
-
-    storage = ray.train.get_context().get_storage()
-    name = f"checkpoint_step{step:08d}"
-    if isinstance(storage.storage_filesystem, LocalFileSystem):
-        directory = storage.build_checkpoint_path_from_name(name)
-        os.makedirs(directory, exist_ok=True)
-        checkpoint = Checkpoint(directory, filesystem=storage.storage_filesystem)
-        yield (
-            directory,
-            lambda metrics: ray.train.report(
-                metrics,
-                checkpoint=checkpoint,
-                checkpoint_dir_name=name,
-                checkpoint_upload_mode=CheckpointUploadMode.NO_UPLOAD,
-            ),
-        )
-        return
-    with tempfile.TemporaryDirectory(prefix="qstudy-ckpt-") as directory:  # remote storage: Ray uploads it
-        yield (
-            directory,
-            lambda metrics: ray.train.report(
-                metrics, checkpoint=Checkpoint.from_directory(directory), checkpoint_dir_name=name
-            ),
-        )
 
 
 def _rng_state() -> dict[str, Any]:

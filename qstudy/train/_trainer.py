@@ -10,7 +10,7 @@ from typing import Any
 from qstudy.config import TrialConfig, TrialStatus
 from qstudy.train._preflight import check_paths, check_placement, raise_problems
 
-__all__ = ["build_trainer", "run_trial", "init_ray", "worker_env"]
+__all__ = ["build_trainer", "run_trial", "init_ray", "worker_env", "runs_in_trial_process", "trial_bundle"]
 
 
 def worker_env(trial: TrialConfig) -> dict[str, str]:
@@ -53,6 +53,32 @@ def init_ray(address: str | None = None, env: dict[str, str] | None = None, **kw
         ray.init(
             address="local", object_store_memory=512 * 1024**2, runtime_env=runtime_env, log_to_driver=False, **kwargs
         )
+
+
+def runs_in_trial_process(trial: TrialConfig, storage_path: str | Path) -> bool:
+    """Whether a study trains ``trial`` in its Tune trial's own process instead of a Ray
+    Train worker group: a one-worker trial with ``resources.single_worker: in_trial``, whose
+    checkpoints go to a local or shared folder (a URI storage keeps Ray Train, which uploads).
+
+    Why (benchmarks/RESULTS.md, "In-trial one-worker trials"): a worker group is a Train
+    controller actor, a placement group and fresh worker processes for every trial (Ray
+    2.60 reuses none of them across runs), ~6 s before the worker starts and ~4 s of
+    imports in it; in the trial's process, and with Tune reusing that process for the
+    next trial, a trial reaches its first step in about a second. Several workers need
+    the worker group (ranks, collectives, restarts), so they always have one.
+    """
+    return (
+        trial.resources.num_workers == 1
+        and trial.resources.single_worker == "in_trial"
+        and "://" not in str(storage_path)
+    )
+
+
+def trial_bundle(trial: TrialConfig) -> dict[str, float]:
+    """The resources a trial trained in its Tune trial's process reserves: its one
+    worker's CPUs and GPU."""
+    res = trial.resources
+    return {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.use_gpu else {})}
 
 
 def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callbacks=None):

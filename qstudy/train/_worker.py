@@ -1,8 +1,9 @@
 """One rank's run of a trial, as a recipe: set up (data, model, SuperpositionalAdamW
 under DeepSpeed), resume or evaluate the untrained model, then train steps, evaluations
-and checkpoints, every result through ``ray.train.report``.
+and checkpoints, every result through the run's session (``qstudy.train._session``).
 
-Runs inside Ray Train workers; everything heavy is imported here, not by the driver.
+Runs inside Ray Train workers, or (a one-worker study trial) in the Tune trial's own
+process; everything heavy is imported here, not by the driver.
 The checkpoint protocol (what is saved, and what a restarted worker reads back) is
 ``qstudy.train._checkpoint``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from typing import Any
 
@@ -25,18 +27,40 @@ from qstudy.train._checkpoint import (
     report_final_status,
 )
 
-__all__ = ["train_loop_per_worker", "TrialRun", "eval_sums", "learning_rate"]
+__all__ = ["train_loop_per_worker", "run_in_trial_process", "TrialRun", "eval_sums", "learning_rate"]
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point. ``config``: ``{"trial": TrialConfig as a dict, "submitted_at"}``."""
-    import ray.train
-
     from qstudy.config import TrialConfig
+    from qstudy.train._session import TrainWorkerSession
 
     trial = TrialConfig.model_validate(config["trial"])
-    ctx = ray.train.get_context()
-    TrialRun(trial, rank=ctx.get_world_rank(), world_size=ctx.get_world_size()).run(config.get("submitted_at"))
+    TrialRun(trial, TrainWorkerSession()).run(config.get("submitted_at"))
+
+
+def run_in_trial_process(trial, checkpoint_dir: str, submitted_at: float | None = None) -> None:
+    """Runs a one-worker trial in the calling process (a study's Tune trial): metrics to
+    Tune, checkpoints in ``checkpoint_dir`` (:class:`qstudy.train._session.TrialProcessSession`).
+
+    The single rank's process group (gloo, or NCCL on a GPU) is made by the first trial
+    and kept for the next ones the process runs: DeepSpeed caches the groups it derives
+    from it (``deepspeed.utils.groups``), which a destroyed and re-made group leaves
+    unregistered ("Group ... is not registered").
+    """
+    import torch.distributed as dist
+
+    from qstudy.train._session import TrialProcessSession
+
+    session = TrialProcessSession(checkpoint_dir, keep=trial.train.checkpoints_to_keep)
+    if not dist.is_initialized():
+        use_gpu = trial.resources.use_gpu and torch.cuda.is_available()
+        if use_gpu:
+            torch.cuda.set_device(0)  # Ray made the trial's GPU the only visible one
+        # What a launcher (and Ray Train) sets for each rank: DeepSpeed asserts LOCAL_RANK.
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+        dist.init_process_group("nccl" if use_gpu else "gloo", store=dist.HashStore(), rank=0, world_size=1)
+    TrialRun(trial, session).run(submitted_at)
 
 
 @dataclasses.dataclass
@@ -63,10 +87,11 @@ class TrialRun:
             the paper's GSM8K measure.
     """
 
-    def __init__(self, trial, rank: int, world_size: int):
+    def __init__(self, trial, session):
         self.trial = trial
-        self.rank = rank
-        self.world_size = world_size
+        self.session = session  # where results and checkpoints go (qstudy.train._session)
+        self.rank = session.rank
+        self.world_size = session.world_size
 
     def run(self, submitted_at: float | None = None) -> None:
         """Runs the trial from its start or its last checkpoint to its last step.
@@ -76,15 +101,13 @@ class TrialRun:
         """
         entered = time.time()
         _import_worker_modules()
-        import ray.train
-
-        checkpoint = ray.train.get_checkpoint()
+        checkpoint = self.session.get_checkpoint()
         ended = ended_metrics(checkpoint)
         if ended is not None:
             # Restored from a status-only final checkpoint (the trial diverged, or completed
             # with train.checkpoint_every_steps 0) by a study re-running it: nothing to resume,
             # hand the result on again.
-            report_final_status({**ended, "resumed_from_step": ended.get("step", 0)}, self.rank)
+            report_final_status(self.session, {**ended, "resumed_from_step": ended.get("step", 0)})
             return
         imported = time.time()
         self.data = self.build_data()
@@ -337,19 +360,17 @@ class TrialRun:
         without a DeepSpeed one (diverged, or ``checkpoint_every_steps`` 0) reports a small
         status checkpoint instead (``final``).
         """
-        import ray.train
-
         metrics = {**self.run_facts, **metrics}
         if self.device.type == "cuda":  # next to `qstudy plan`'s per-GPU estimate
             metrics["gpu_max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if final:
-            report_final_status(metrics, self.rank)
+            report_final_status(self.session, metrics)
             return
         if step is None:
-            ray.train.report(metrics)
+            self.session.report(metrics)
             return
         state = TrainingState(step=step, initial=self.initial, metrics=metrics, train_loss_sum=self.train_loss_sum)
-        report_checkpoint(self.engine, state, self.rank, metrics)
+        report_checkpoint(self.session, self.engine, state, metrics)
 
     # ---------------------------------------------------------------- collectives
     def _all_finite(self, loss: torch.Tensor) -> bool:

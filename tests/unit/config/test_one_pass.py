@@ -116,7 +116,7 @@ def _trial_problems(path) -> list[str]:
         f"{path}: optimizer.lr: input should be greater than 0, got -1",
         f"{path}: optimizer.response: input should be 'sin', 'circuit', 'gaussian' or 'none', got 'sine'",
         f"{path}: data.max_tokens: input should be greater than or equal to 8, got 4",
-        f"{path}: resources.gpus: unknown key; allowed keys here: num_workers, use_gpu, cpus_per_worker, max_failures",
+        f"{path}: resources.gpus: unknown key; allowed keys here: num_workers, use_gpu, cpus_per_worker, max_failures, single_worker",
         f"{path}: train.global_batch_size: must be a multiple of train.micro_batch_size x resources.num_workers "
         "= 2 x 1 = 2, got 7",
         f"{path}: model.num_hidden_layers: overrides a preset's depth; it cannot apply to a checkpoint loaded from "

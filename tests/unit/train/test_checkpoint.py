@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from qstudy.train import _checkpoint
 from qstudy.train._checkpoint import (
     CHECKPOINT_TAG,
     FINAL_STATUS,
@@ -19,6 +18,7 @@ from qstudy.train._checkpoint import (
     report_checkpoint,
     report_final_status,
 )
+from qstudy.train._session import TrainWorkerSession
 
 
 class _Checkpoint:
@@ -49,7 +49,7 @@ class _Engine:
 
 @pytest.fixture
 def local_storage(tmp_path, monkeypatch):
-    """A Ray Train context whose run storage is ``tmp_path/run``; reports are collected."""
+    """A Ray Train context of rank 1 of 2 whose run storage is ``tmp_path/run``; reports are collected."""
     import ray.train
     from pyarrow.fs import LocalFileSystem
 
@@ -58,7 +58,8 @@ def local_storage(tmp_path, monkeypatch):
         build_checkpoint_path_from_name=lambda name: str(tmp_path / "run" / name),
     )
     reports = []
-    monkeypatch.setattr(ray.train, "get_context", lambda: SimpleNamespace(get_storage=lambda: storage))
+    context = SimpleNamespace(get_storage=lambda: storage, get_world_rank=lambda: 1, get_world_size=lambda: 2)
+    monkeypatch.setattr(ray.train, "get_context", lambda: context)
     monkeypatch.setattr(ray.train, "report", lambda metrics, **kwargs: reports.append((metrics, kwargs)))
     return reports
 
@@ -68,7 +69,7 @@ def test_checkpoints_are_written_in_place_on_the_run_storage(tmp_path, local_sto
     into the run's folder and report it in place: nothing is staged in the node's /tmp."""
     from ray.train import CheckpointUploadMode
 
-    with _checkpoint._checkpoint_directory(12) as (directory, report):
+    with TrainWorkerSession().checkpoint_directory(12) as (directory, report):
         assert directory == str(tmp_path / "run" / "checkpoint_step00000012")
         (tmp_path / "run" / "checkpoint_step00000012" / "shard").write_text("x")
         report({"step": 12})
@@ -85,7 +86,7 @@ def test_a_checkpoint_carries_the_loop_state_and_the_rng_of_its_rank(tmp_path, l
     engine = _Engine()
     state = TrainingState(step=6, initial={"initial_eval_loss": 3.5}, metrics={"step": 6}, train_loss_sum=12.25)
     torch.manual_seed(7)
-    report_checkpoint(engine, state, rank=1, metrics={"step": 6, "eval_loss": 2.0})
+    report_checkpoint(TrainWorkerSession(), engine, state, metrics={"step": 6, "eval_loss": 2.0})
     expected = torch.rand(3)  # the draws after the save
     folder = tmp_path / "run" / "checkpoint_step00000006"
     assert sorted(p.name for p in folder.iterdir()) == [CHECKPOINT_TAG, "rng_state_rank1.pt"]
@@ -121,9 +122,11 @@ def test_a_final_status_checkpoint_holds_only_the_metrics_written_by_rank_0(monk
         folder = Path(checkpoint.path)
         seen.append((metrics, sorted(p.name for p in folder.iterdir()), ended_metrics(_Checkpoint(folder))))
 
+    context = SimpleNamespace(get_world_rank=lambda: rank, get_world_size=lambda: 2)
+    monkeypatch.setattr(ray.train, "get_context", lambda: context)
     monkeypatch.setattr(ray.train, "report", report)
     metrics = {"step": 3, "train_loss": float("nan"), "status": "diverged"}
-    report_final_status(metrics, rank)
+    report_final_status(TrainWorkerSession(), metrics)
     ((reported, names, ended),) = seen
     assert reported is metrics and names == files
     if rank == 0:
