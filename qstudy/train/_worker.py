@@ -11,6 +11,7 @@ The checkpoint protocol (what is saved, and what a restarted worker reads back) 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import time
@@ -60,7 +61,11 @@ def run_in_trial_process(trial, checkpoint_dir: str, submitted_at: float | None 
         # What a launcher (and Ray Train) sets for each rank: DeepSpeed asserts LOCAL_RANK.
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
         dist.init_process_group("nccl" if use_gpu else "gloo", store=dist.HashStore(), rank=0, world_size=1)
-    TrialRun(trial, session).run(submitted_at)
+    run = TrialRun(trial, session)
+    try:
+        run.run(submitted_at)
+    finally:
+        run.close()  # the next trial in this process must find the memory free
 
 
 @dataclasses.dataclass
@@ -138,6 +143,20 @@ class TrialRun:
             self.report({**state.metrics, "resumed_from_step": state.step}, final=True)
             return
         self.train(state.step, submitted_at)
+
+    def close(self) -> None:
+        """Frees the engine, the model and the data for the next trial in this process:
+        ``DeepSpeedEngine.destroy`` drops what DeepSpeed holds on to outside the engine
+        (its optimizer's hooks, its module-name registry), without which the engine, the
+        model and the optimizer states stay alive."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is not None:
+            engine.destroy()
+        for name in ("superpositional", "data"):
+            self.__dict__.pop(name, None)
+        gc.collect()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
 
     # ---------------------------------------------------------------- set-up
     def build_data(self):
