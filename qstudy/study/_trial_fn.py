@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qstudy.study._searcher import QSTUDY_KEYS, TRIAL_ID_KEY
+from qstudy.tracking import trial_run_name
 
 __all__ = ["run_study_trial", "trial_config", "trial_resources"]
 
@@ -30,7 +31,7 @@ def run_study_trial(config: dict[str, Any]) -> None:
 
     study = config["qstudy"]
     trial = trial_config(config)
-    name = f"{study['name']}/{config[TRIAL_ID_KEY]}"
+    name = trial_run_name(study["name"], config[TRIAL_ID_KEY])
     # A stable name and storage path: a retried or resumed trial finds its checkpoints.
     storage_path = study["storage_path"]
     in_trial = runs_in_trial_process(trial, storage_path)
@@ -88,11 +89,11 @@ def trial_resources(config: dict[str, Any]):
     custom resource on the cluster."""
     from ray.tune import PlacementGroupFactory
 
-    from qstudy.train import runs_in_trial_process, trial_bundle
+    from qstudy.train import runs_in_trial_process, worker_bundle
 
     trial = trial_config(config)
     if runs_in_trial_process(trial, config["qstudy"]["storage_path"]):
-        return PlacementGroupFactory([trial_bundle(trial)])
+        return PlacementGroupFactory([worker_bundle(trial)])
     return PlacementGroupFactory([{"CPU": 0, "memory": 1024**2}])
 
 

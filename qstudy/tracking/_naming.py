@@ -37,7 +37,7 @@ def trial_number(trial_id: str) -> int:
 
 
 def trial_run_name(study: str, trial_id: str) -> str:
-    """A trial's name in Ray Tune and its MLflow run's: ``{study}/{trial_id}``."""
+    """A trial's name in Ray Tune, its MLflow run's and its checkpoint folder's under the storage path: ``{study}/{trial_id}``."""
     return f"{study}/{trial_id}"
 
 

@@ -4,14 +4,13 @@ trains in its Tune trial's process instead: ``runs_in_trial_process``)."""
 
 from qstudy.train._checkpoint import CHECKPOINT_TAG, FINAL_STATUS, ended_metrics
 from qstudy.train._deepspeed_config import deepspeed_config, zero_stage
-from qstudy.train._preflight import check_paths, check_placement, raise_problems
+from qstudy.train._preflight import check_paths, check_placement, raise_problems, worker_bundle
 from qstudy.train._task import TrialData, build_trial_data
 from qstudy.train._trainer import (
     build_trainer,
     init_ray,
     run_trial,
     runs_in_trial_process,
-    trial_bundle,
     worker_env,
 )
 from qstudy.train._worker import run_in_trial_process
@@ -31,7 +30,7 @@ __all__ = [
     "run_in_trial_process",
     "run_trial",
     "runs_in_trial_process",
-    "trial_bundle",
+    "worker_bundle",
     "worker_env",
     "zero_stage",
 ]

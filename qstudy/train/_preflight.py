@@ -93,15 +93,22 @@ def _quantum_checkpoint_problems(saved, trial: TrialConfig, config: Path, source
     ]
 
 
+def worker_bundle(trial: TrialConfig) -> dict[str, float]:
+    """The Ray resources one worker of ``trial`` reserves: its CPUs, and a GPU where it uses one
+    (also what a one-worker trial trained in its Tune trial's process reserves)."""
+    res = trial.resources
+    return {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.use_gpu else {})}
+
+
 def check_placement(trial: TrialConfig, source: str, prefix: str = "") -> list[str]:
     """Problems placing the trial's workers on the connected Ray cluster, ever."""
     import ray
 
     res = trial.resources
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    per_worker = {"CPU": res.cpus_per_worker, "GPU": 1.0 if res.use_gpu else 0.0}
-    fits = [n for n in nodes if all(n["Resources"].get(k, 0.0) >= v for k, v in per_worker.items() if v)]
-    capacity = sum(int(min(n["Resources"].get(k, 0.0) // v for k, v in per_worker.items() if v)) for n in fits)
+    per_worker = worker_bundle(trial)
+    fits = [n for n in nodes if all(n["Resources"].get(k, 0.0) >= v for k, v in per_worker.items())]
+    capacity = sum(int(min(n["Resources"].get(k, 0.0) // v for k, v in per_worker.items())) for n in fits)
     if capacity >= res.num_workers:
         return []
     total_cpu = sum(n["Resources"].get("CPU", 0.0) for n in nodes)

@@ -10,7 +10,7 @@ from typing import Any
 from qstudy.config import TrialConfig, TrialStatus
 from qstudy.train._preflight import check_paths, check_placement, raise_problems
 
-__all__ = ["build_trainer", "run_trial", "init_ray", "worker_env", "runs_in_trial_process", "trial_bundle"]
+__all__ = ["build_trainer", "run_trial", "init_ray", "worker_env", "runs_in_trial_process"]
 
 
 def worker_env(trial: TrialConfig) -> dict[str, str]:
@@ -72,13 +72,6 @@ def runs_in_trial_process(trial: TrialConfig, storage_path: str | Path) -> bool:
         and trial.resources.single_worker == "in_trial"
         and "://" not in str(storage_path)
     )
-
-
-def trial_bundle(trial: TrialConfig) -> dict[str, float]:
-    """The resources a trial trained in its Tune trial's process reserves: its one
-    worker's CPUs and GPU."""
-    res = trial.resources
-    return {"CPU": res.cpus_per_worker, **({"GPU": 1.0} if res.use_gpu else {})}
 
 
 def build_trainer(trial: TrialConfig, name: str, storage_path: str | Path, callbacks=None):

@@ -190,8 +190,7 @@ class TrialRun:
         from qstudy.optim import SuperpositionalAdamW, bind_deepspeed, compile_pays_off
 
         params, kwargs = [p for p in model.parameters() if p.requires_grad], self.trial.optimizer.optimizer_kwargs()
-        numel = sum(int(getattr(p, "ds_numel", p.numel())) for p in params)  # ZeRO-3 leaves p.numel() == 0
-        compile_step = compile_pays_off(numel, self.trial.train.max_steps, **kwargs)  # a tiny trial: eager
+        compile_step = compile_pays_off(_parameter_count(params), self.trial.train.max_steps, **kwargs)  # tiny: eager
         optimizer = SuperpositionalAdamW(params, **kwargs, compile_step=compile_step)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, config=ds_config, dist_init_required=False
@@ -209,9 +208,9 @@ class TrialRun:
     def collect_run_facts(self, model, state: TrainingState) -> dict[str, Any]:
         """The metrics every report repeats, but the start-up times."""
         facts = {"resumed_from_step": state.step, **state.initial, **_quantum_parity(model, self.trial)}
-        # Exact size (ZeRO-3 leaves p.numel() == 0; a tied embedding is yielded once) and
-        # where the ranks ran (the study driver tags the MLflow run with it).
-        facts["model_parameters"] = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
+        # Exact size (a tied embedding is yielded once) and where the ranks ran (the study
+        # driver tags the MLflow run with it).
+        facts["model_parameters"] = _parameter_count(model.parameters())
         facts["worker_nodes"] = self._worker_nodes()
         return facts
 
@@ -420,6 +419,12 @@ class TrialRun:
             dist.all_gather_object(gathered, nodes[0])
             nodes = gathered
         return ",".join(sorted(set(nodes)))
+
+
+def _parameter_count(params) -> int:
+    """Elements of ``params`` across all ranks: ZeRO-3 leaves ``p.numel()`` 0 and keeps the
+    full size as ``p.ds_numel``."""
+    return sum(int(getattr(p, "ds_numel", p.numel())) for p in params)
 
 
 def _import_worker_modules() -> None:
