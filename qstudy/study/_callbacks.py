@@ -115,11 +115,20 @@ def _numeric(result: dict[str, Any]) -> dict[str, float]:
 
 class ProgressCallback(Callback):
     """Prints the trial table (status, λ, qubits, depth, latest objective, elapsed)
-    every ``interval_s`` while the study runs, and on every trial's end."""
+    every ``interval_s`` while the study runs, and on every trial's end; the confirm
+    phase's trials, once there are any, in a table of their own (``confirm_columns``)."""
 
-    def __init__(self, metric: str, columns: list[str], interval_s: float = 15.0, printer=print):
+    def __init__(
+        self,
+        metric: str,
+        columns: list[str],
+        interval_s: float = 15.0,
+        printer=print,
+        confirm_columns: list[str] | None = None,
+    ):
         self.metric = metric
         self.columns = list(columns)
+        self.confirm_columns = list(confirm_columns or columns)
         self.interval_s = interval_s
         self.printer = printer
         self._last = 0.0
@@ -137,9 +146,13 @@ class ProgressCallback(Callback):
 
     def _print(self, trials) -> None:
         self._last = time.monotonic()
-        rows = [_row(t, self.metric, self.columns) for t in trials]
         header = f"[{time.monotonic() - self._started:6.0f}s]"
-        self.printer(format_table(rows, self.metric, self.columns, header=header))
+        search = [_row(t, self.metric, self.columns) for t in trials if PHASE_KEY not in t.config]
+        confirm = [_row(t, self.metric, self.confirm_columns) for t in trials if PHASE_KEY in t.config]
+        text = format_table(search, self.metric, self.columns, header=header) if search or not confirm else header
+        if confirm:
+            text += "\nconfirm trials:\n" + format_table(confirm, self.metric, self.confirm_columns)
+        self.printer(text)
 
 
 def tune_status(tune_state: str, last_result: dict | None) -> str:

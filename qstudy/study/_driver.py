@@ -34,9 +34,10 @@ def run_study(
 
     A search study with ``confirm:`` then runs its confirm phase (``qstudy.study._confirm``):
     the search's top_k configurations and the control on each fresh seed, as fixed trials
-    numbered after the search's, in a second Tune run without a scheduler (an early stop
-    would leave an arm without the seeds its control has). The pick is stored with the
-    Optuna study when the phase first starts; a resumed driver runs the same arms.
+    numbered after the search's, in the search's Tune run once its last trial finished,
+    never stopped early (an early stop would leave an arm without the seeds its control
+    has). The pick is stored with the Optuna study when the phase first starts; a resumed
+    driver runs the same arms.
 
     Input problems (placement included) are raised as ConfigError before MLflow is
     written or a trial starts. Re-running a study continues it: finished trials are
@@ -225,50 +226,53 @@ def _trial_config_of(study):
 
 
 def _run_phases(study, searcher, paths, callbacks, printer, progress_interval_s: float) -> dict[str, Any] | None:
-    """Runs the search's remaining trials, then, for a study with ``confirm:`` whose search
-    is finished, the confirm phase's. Returns the confirm phase's arms (None: no confirm
-    phase, or the search is not finished)."""
+    """Runs the search's remaining trials and, for a study with ``confirm:``, then the
+    confirm phase's, in one Tune run: the searcher switches phase once every search trial
+    has finished (``StudySearcher.chain_confirm``), so the confirm trials reuse the search's
+    warm trial processes instead of starting a second Tune run of fresh ones. Returns the
+    confirm phase's arms (None: no confirm phase, or the search did not finish)."""
     from qstudy.study._callbacks import ProgressCallback
-    from qstudy.study._searcher import CONFIRM_PHASE
 
     columns = _columns(study)
-    metric = study.objective.metric
-    remaining = searcher.remaining()
-    if remaining:
-        progress = ProgressCallback(metric, columns, progress_interval_s, printer)
-        _fit(study, searcher, paths, remaining, _scheduler(study), [*callbacks, progress])
+    to_run = searcher.remaining()
+    if study.confirm is not None:
+        if to_run:
+            searcher.chain_confirm(lambda: _start_confirm(study, searcher, printer))
+            # Tune's cap on suggestions; the searcher ends the run at the phase's real size.
+            to_run += (study.confirm.top_k + 1) * len(study.confirm.seeds)
+        else:  # the search finished in an earlier run
+            _start_confirm(study, searcher, printer)
+            to_run = searcher.remaining()
+    if to_run:
+        progress = ProgressCallback(
+            study.objective.metric,
+            columns,
+            progress_interval_s,
+            printer,
+            confirm_columns=_confirm_columns(columns) if study.confirm is not None else None,
+        )
+        suffix = "-confirm" if searcher.phase is not None else ""
+        _fit(study, searcher, paths, to_run, _scheduler(study), [*callbacks, progress], suffix=suffix)
     if study.confirm is None:
         return None
-    if searcher.remaining():
+    if searcher.phase is None:
         printer(
             f"study {study.name}: the search is not finished ({searcher.remaining()} of {study.num_samples} "
             "trials left): the confirm phase starts when it is; run the study again to continue it"
         )
         return None
-    selection = _start_confirm(study, searcher, printer)
-    remaining = searcher.remaining()
-    if remaining:
-        progress = ProgressCallback(metric, _confirm_columns(columns), progress_interval_s, printer)
-        _fit(
-            study,
-            searcher,
-            paths,
-            remaining,
-            _scheduler(study, CONFIRM_PHASE),
-            [*callbacks, progress],
-            suffix="-confirm",
-        )
-    return selection
+    return searcher.confirm_selection()
 
 
-def _scheduler(study, phase: str | None = None):
-    """The Tune scheduler of a phase: ASHA for a search that asks for it; none for the
-    confirm phase, whose arms must each reach the last step on every seed."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    if study.scheduler.type != "asha" or phase is not None:
+def _scheduler(study):
+    """The study's Tune scheduler: ASHA over the search's trials for a study that asks
+    for it (the confirm phase's trials, in the same Tune run, each reach the last step on
+    every seed: an early stop would leave an arm without the seeds its control has)."""
+    if study.scheduler.type != "asha":
         return None
-    return ASHAScheduler(
+    from qstudy.study._asha import SearchOnlyASHA
+
+    return SearchOnlyASHA(
         time_attr="step",
         grace_period=study.scheduler.grace_period,
         reduction_factor=study.scheduler.reduction_factor,
@@ -277,7 +281,7 @@ def _scheduler(study, phase: str | None = None):
 
 
 def _fit(study, searcher, paths, num_samples: int, scheduler, callbacks, suffix: str = "") -> None:
-    """One Tune run of ``num_samples`` trials over ``searcher`` (its current phase)."""
+    """One Tune run of at most ``num_samples`` trials over ``searcher`` (its phases)."""
     _build_tuner(study, searcher, paths, num_samples, scheduler, callbacks, suffix).fit()
 
 

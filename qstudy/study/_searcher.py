@@ -15,7 +15,8 @@ its own storage (SQLite beside the study's output, readable with Optuna's tools)
   scheduler stopped it, FAIL when it diverged or failed (user attr ``qstudy.status``);
 - on resume, re-runs trials a killed driver left RUNNING (same number, same params) and
   samples only what is missing to reach ``num_samples``;
-- for a search study with ``confirm:``, once the search is finished (:meth:`start_confirm`),
+- for a search study with ``confirm:``, once the search is finished (:meth:`start_confirm`,
+  or :meth:`chain_confirm` to switch within the search's Tune run),
   runs the confirm trials as fixed trials numbered after the search's, with user attrs
   ``qstudy.arm`` (control, top_1, ...), ``qstudy.phase`` = ``confirm`` and their seed among
   ``qstudy.overrides``; search trials carry no ``qstudy.phase``. The confirm phase's pick
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -114,6 +116,7 @@ class StudySearcher(Searcher):
         )
         self._confirm: list[tuple[dict[str, Any], dict[str, Any]]] = []  # the confirm phase's fixed trials
         self._phase: str | None = None  # None: the search; CONFIRM_PHASE after start_confirm
+        self._then: Callable[[], None] | None = None  # chain_confirm's hook, until it ran
         self._live: dict[str, int] = {}  # Tune trial id -> Optuna trial number
         # Trials a killed driver left RUNNING (of either phase): re-run with their own number and params.
         self._rerun = [t for t in self.study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
@@ -126,6 +129,19 @@ class StudySearcher(Searcher):
         are overrides."""
         self._phase = CONFIRM_PHASE
         self._confirm = [(dict(values), {ARM_ATTR: arm, PHASE_ATTR: CONFIRM_PHASE}) for arm, _, values in trials]
+
+    def chain_confirm(self, start: Callable[[], None]) -> None:
+        """Runs the confirm phase in the search's own Tune run: once every search trial
+        has finished, the next :meth:`suggest` calls ``start`` (which picks the arms and
+        calls :meth:`start_confirm`) and goes on with the confirm trials. Until then a
+        suggestion past the search's last trial waits (None): the pick needs every search
+        trial's result. Tune reuses the search's trial processes for the confirm trials."""
+        self._then = start
+
+    @property
+    def phase(self) -> str | None:
+        """None during the search; ``confirm`` once the confirm phase started."""
+        return self._phase
 
     def confirm_selection(self) -> dict[str, Any] | None:
         """The confirm phase's arms as first stored (:meth:`store_confirm_selection`), or None."""
@@ -141,6 +157,12 @@ class StudySearcher(Searcher):
 
     def _phase_size(self) -> int:
         return self._num_samples if self._phase is None else len(self._confirm)
+
+    def _all_started(self) -> bool:
+        """Whether every trial of the current phase has been suggested (re-runs included)."""
+        if any(t.user_attrs.get(PHASE_ATTR) == self._phase for t in self._rerun):
+            return False
+        return len(self._phase_trials()) >= self._phase_size()
 
     # ------------------------------------------------------------------ counts
     def finished_statuses(self) -> dict[str, str]:
@@ -182,7 +204,11 @@ class StudySearcher(Searcher):
         return True  # space, metric and mode are fixed at construction
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-
+        if self._then is not None and self._phase is None and self._all_started():
+            if self.remaining():
+                return None  # the confirm phase's pick waits for the search's last results
+            start, self._then = self._then, None
+            start()
         rerun = next((t for t in self._rerun if t.user_attrs.get(PHASE_ATTR) == self._phase), None)
         if rerun is not None:
             self._rerun.remove(rerun)

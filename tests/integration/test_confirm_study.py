@@ -82,9 +82,19 @@ def test_the_best_configuration_and_the_control_run_again_on_the_fresh_seeds(tmp
     assert parents[0].data.tags["qstudy.best_arm"] == "top_1"
     assert parents[0].data.metrics["best_eval_loss"] == pytest.approx(sum(top_1) / 2)
 
-    # A second sweep of the finished study runs nothing and keeps the selection.
+    # One Tune run held both phases, and the confirm trials ran in the search's warm trial
+    # processes (Tune keeps at least one cached across the wait for the search's last result).
     tune_runs = sorted(p.name for p in (tmp_path / "runs" / "confirmed" / "tune").glob("tune-*"))
-    assert len(tune_runs) == 2 and tune_runs[1].endswith("-confirm")  # the search's Tune run, the confirm phase's
+    assert len(tune_runs) == 1 and not tune_runs[0].endswith("-confirm")
+    pids = {
+        folder.name: json.loads((folder / "result.json").read_text().splitlines()[0])["pid"]
+        for folder in (tmp_path / "runs" / "confirmed" / "tune" / tune_runs[0]).glob("trial_*")
+    }
+    assert sorted(pids) == [f"trial_{n:04d}" for n in range(6)]
+    search_pids = {pids["trial_0000"], pids["trial_0001"]}
+    assert {pids[f"trial_{n:04d}"] for n in range(2, 6)} & search_pids
+
+    # A second sweep of the finished study runs nothing and keeps the selection.
     again = sweep(path, tmp_path)
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out[-4000:]

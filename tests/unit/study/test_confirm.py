@@ -6,6 +6,7 @@ import json
 
 import optuna
 import pytest
+from ray.tune.schedulers import AsyncHyperBandScheduler
 
 from qstudy.config import StudyConfig
 from qstudy.study._confirm import confirm_trials, rank_confirmed, select_confirm
@@ -203,6 +204,53 @@ def test_confirm_trials_follow_the_search_in_the_same_optuna_study(make_searcher
     assert json.loads(searcher.study.user_attrs["qstudy.confirm"]) == selection
 
 
+def test_a_chained_confirm_phase_starts_in_the_same_run_once_the_search_has_finished(make_searcher):
+    searcher = make_searcher()
+    picks = []
+
+    def start():  # what the driver's hook does: pick from the finished search, then switch
+        finished = searcher.finished_trials()
+        picks.append(sorted(finished))
+        selection, _ = select_confirm(finished, ("trial_0000", finished["trial_0000"]["values"]), 1, "min")
+        searcher.store_confirm_selection(selection)
+        searcher.start_confirm(confirm_trials(selection, [101]))
+
+    searcher.chain_confirm(start)
+    search = [searcher.suggest(f"s{i}") for i in range(3)]
+    _complete(searcher, "s0", 2.0)
+    _complete(searcher, "s1", 1.0)
+    # Every search trial started, one still running: wait (None), never FINISHED, no pick yet.
+    assert searcher.suggest("c0") is None and searcher.suggest("c0") is None
+    assert picks == [] and searcher.phase is None
+    _complete(searcher, "s2", 1.5)
+    configs = [searcher.suggest(f"c{i}") for i in range(2)]
+    assert picks == [["trial_0000", "trial_0001", "trial_0002"]] and searcher.phase == "confirm"
+    assert [(c[TRIAL_ID_KEY], c[ARM_KEY], c["seed"]) for c in configs] == [
+        ("trial_0003", "control", 101),
+        ("trial_0004", "top_1", 101),
+    ]
+    assert _settings(configs[1]) == {**_settings(search[1]), "seed": 101}
+    assert searcher.suggest("c2") == StudySearcher.FINISHED
+    assert picks == [["trial_0000", "trial_0001", "trial_0002"]]  # picked once
+
+
+def test_a_chained_confirm_phase_reruns_a_killed_search_trial_first(make_searcher):
+    first = make_searcher()
+    for i in range(3):
+        first.suggest(f"s{i}")
+    _complete(first, "s0", 2.0)
+    _complete(first, "s1", 1.0)
+    # The driver dies with trial_0002 RUNNING; the next one re-runs it before any pick.
+    second = make_searcher()
+    picks = []
+    second.chain_confirm(lambda: picks.append(1) or second.start_confirm([]))
+    rerun = second.suggest("r0")
+    assert rerun[TRIAL_ID_KEY] == "trial_0002" and picks == []
+    assert second.suggest("r1") is None
+    _complete(second, "r0", 1.5)
+    assert second.suggest("r1") == StudySearcher.FINISHED and picks == [1]  # no top arm: no confirm trial
+
+
 def test_a_resumed_confirm_phase_reruns_its_killed_trial_and_runs_the_missing_ones(make_searcher):
     first = make_searcher()
     for i, value in enumerate([2.0, 1.0, 1.5]):
@@ -285,10 +333,30 @@ def _study(**over):
 
 
 def test_asha_stops_search_trials_never_confirm_trials():
-    study = _study(scheduler={"type": "asha"})
-    assert type(_scheduler(study)).__name__ == "AsyncHyperBandScheduler"
-    assert _scheduler(study, "confirm") is None
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    study = _study(scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2})
+    asha = _scheduler(study)
+    assert isinstance(asha, AsyncHyperBandScheduler)
     assert _scheduler(_study()) is None
+    asha.set_search_properties("eval_loss", "min")
+
+    def trial(tid, **config):
+        return SimpleNamespace(trial_id=tid, config=config)
+
+    good, bad = trial("a"), trial("b")
+    confirm = trial("c", **{PHASE_KEY: "confirm"})
+    for t in (good, bad, confirm):
+        asha.on_trial_add(None, t)
+    assert asha.on_trial_result(None, good, {"step": 1, "eval_loss": 1.0}) == TrialScheduler.CONTINUE
+    # Worse than the rung's median at step 1: a search trial stops, a confirm trial never does.
+    assert asha.on_trial_result(None, bad, {"step": 1, "eval_loss": 9.0}) == TrialScheduler.STOP
+    assert asha.on_trial_result(None, confirm, {"step": 1, "eval_loss": 99.0}) == TrialScheduler.CONTINUE
+    asha.on_trial_complete(None, confirm, {"step": 6, "eval_loss": 99.0})
+    asha.on_trial_remove(None, confirm)
+    assert set(asha._trial_info) == {"a", "b"}  # the confirm trial was never in a bracket
 
 
 def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_path):
@@ -373,3 +441,32 @@ def test_the_summary_names_the_confirmed_best_and_the_searchs_best_trial(tmp_pat
     assert parent.tags["qstudy.search_best_trial_id"] == "trial_0001"
     assert parent.metrics["best_eval_loss"] == pytest.approx(1.3)
     assert parent.metrics["control_eval_loss"] == pytest.approx(2.1)
+
+
+def test_the_progress_table_shows_the_confirm_trials_in_a_table_of_their_own():
+    from types import SimpleNamespace
+
+    from qstudy.study._callbacks import ProgressCallback
+
+    printed = []
+    progress = ProgressCallback(
+        "eval_loss", ["optimizer.quantum_weight"], 0.0, printed.append, confirm_columns=["arm", "seed"]
+    )
+
+    def trial(tid, status, loss, **config):
+        return SimpleNamespace(
+            trial_id=tid,
+            status=status,
+            config={TRIAL_ID_KEY: tid, **config},
+            last_result={"step": 6, "eval_loss": loss, "status": "completed"},
+        )
+
+    search = trial("trial_0000", "TERMINATED", 1.5, **{"optimizer.quantum_weight": 0.25})
+    confirm = trial("trial_0001", "RUNNING", 1.25, **{PHASE_KEY: "confirm", ARM_KEY: "control", "seed": 7})
+    progress.on_step_end(0, [search])
+    assert "confirm trials" not in printed[-1] and "0.25" in printed[-1]
+    progress.on_step_end(1, [search, confirm])
+    head, tail = printed[-1].split("confirm trials:\n")
+    assert "trial_0000" in head and "trial_0001" not in head
+    assert tail.splitlines()[0].split() == ["trial", "status", "arm", "seed", "step", "eval_loss", "elapsed_s"]
+    assert tail.splitlines()[1].split() == ["trial_0001", "running", "control", "7", "6", "1.25", "-"]

@@ -40,8 +40,18 @@ class _Searcher:
         self._remaining = list(remaining)
         self.asked = 0
 
+        self.phase = None
+        self.chained = None  # the hook chain_confirm was given
+        self.selection = None
+
     def finished_trials(self):
         return self._finished
+
+    def chain_confirm(self, start):
+        self.chained = start
+
+    def confirm_selection(self):
+        return self.selection
 
     def remaining(self):
         value = self._remaining[min(self.asked, len(self._remaining) - 1)]
@@ -191,7 +201,7 @@ def test_a_resumed_search_runs_only_its_remaining_trials_under_its_scheduler(fit
     study = _study(scheduler={"type": "asha"})
     selection = _run_phases(study, _Searcher({}, [], remaining=[3]), {}, ["tracking"], print, 15.0)
     assert selection is None
-    assert fits == [(3, "AsyncHyperBandScheduler", "", 2)]  # the tracking and a progress callback
+    assert fits == [(3, "SearchOnlyASHA", "", 2)]  # the tracking and a progress callback
 
 
 def test_a_finished_study_runs_nothing(fits):
@@ -200,26 +210,54 @@ def test_a_finished_study_runs_nothing(fits):
 
 
 CONFIRM = {"confirm": {"top_k": 1, "seeds": [101, 102]}, "baselines": [{"optimizer.lr": 0.01}]}
+SELECTION = {"top_1": {"from_trial": "trial_0002"}, "control": {"from_trial": "trial_0000"}}
+
+
+def _starts_confirm(monkeypatch, started):
+    """``_start_confirm`` as the driver's hook: records the call, switches the fake's phase."""
+
+    def start(study, searcher, printer):
+        started.append(1)
+        searcher.phase, searcher.selection = "confirm", SELECTION
+        return SELECTION
+
+    monkeypatch.setattr(_driver, "_start_confirm", start)
+
+
+def test_the_search_and_its_confirm_phase_run_in_one_tune_run(monkeypatch):
+    started, runs = [], []
+    _starts_confirm(monkeypatch, started)
+
+    def fit(study, searcher, paths, num_samples, scheduler, callbacks, suffix=""):
+        assert started == []  # the pick waits for the search's results, inside the run
+        runs.append((num_samples, type(scheduler).__name__, suffix))
+        searcher.chained()  # what StudySearcher.suggest does once the search is finished
+
+    monkeypatch.setattr(_driver, "_fit", fit)
+    searcher = _Searcher({}, [], remaining=[3])
+    got = _run_phases(_study(**CONFIRM, scheduler={"type": "asha"}), searcher, {}, [], print, 15.0)
+    assert got == SELECTION and started == [1]
+    # 3 search trials, then at most (top_k + the control) x 2 seeds: Tune's cap, the searcher ends the run.
+    assert runs == [(3 + 2 * 2, "SearchOnlyASHA", "")]
 
 
 def test_the_confirm_phase_waits_for_an_unfinished_search(fits, monkeypatch):
     monkeypatch.setattr(_driver, "_start_confirm", lambda *a: pytest.fail("confirm started early"))
     printed = []
-    # 3 trials left; the search's Tune run ends (say it was interrupted) with 2 still left.
+    # 3 trials left; the Tune run ends (say it was interrupted) with 2 still left, the hook never called.
     selection = _run_phases(_study(**CONFIRM), _Searcher({}, [], remaining=[3, 2]), {}, [], printed.append, 15.0)
-    assert selection is None and fits == [(3, "NoneType", "", 1)]
+    assert selection is None and fits == [(3 + 2 * 2, "NoneType", "", 1)]
     assert printed == [
         "study s: the search is not finished (2 of 4 trials left): the confirm phase starts when it is; "
         "run the study again to continue it"
     ]
 
 
-def test_a_finished_search_goes_on_to_its_confirm_trials_without_a_scheduler(fits, monkeypatch):
-    selection = {"top_1": {"from_trial": "trial_0002"}, "control": {"from_trial": "trial_0000"}}
+def test_a_finished_search_goes_on_to_its_confirm_trials(fits, monkeypatch):
     started = []
-    monkeypatch.setattr(_driver, "_start_confirm", lambda study, searcher, printer: started.append(1) or selection)
+    _starts_confirm(monkeypatch, started)
     study = _study(**CONFIRM, scheduler={"type": "asha"})
     # The search is finished (0 left); 4 confirm trials (2 arms x 2 seeds), 1 of them done already.
-    got = _run_phases(study, _Searcher({}, [], remaining=[0, 0, 3]), {}, ["tracking"], print, 15.0)
-    assert got is selection and started == [1]
-    assert fits == [(3, "NoneType", "-confirm", 2)]
+    got = _run_phases(study, _Searcher({}, [], remaining=[0, 3]), {}, ["tracking"], print, 15.0)
+    assert got is SELECTION and started == [1]
+    assert fits == [(3, "SearchOnlyASHA", "-confirm", 2)]
